@@ -1,0 +1,10 @@
+DROP TABLE audit_events;
+DROP TABLE targets;
+DROP TABLE memberships;
+DROP TABLE users;
+DROP TABLE organizations;
+DROP TABLE rules;
+DROP TABLE flag_tags;
+DROP TABLE flags;
+DROP TABLE environments;
+DROP TABLE admins;

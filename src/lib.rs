@@ -1,0 +1,194 @@
+//! Flagpole: self-hosted feature flags. This crate builds the whole service
+//! from a [`Config`], so the binary and the tests start the same app.
+
+#![forbid(unsafe_code)]
+
+pub mod admins;
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod directory;
+pub mod environments;
+pub mod error;
+pub mod flags;
+pub mod ids;
+pub mod models;
+pub mod validate;
+pub mod web;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Server;
+use sha2::{Digest, Sha256};
+
+pub use config::Config;
+use db::{DatabaseUrl, DbConn, Pool};
+use error::AppError;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub pool: Pool,
+    pub config: Config,
+    /// SHA-256 of the one-time setup token, while no admin exists.
+    setup_token_hash: Mutex<Option<[u8; 32]>>,
+    pub login_throttle: LoginThrottle,
+}
+
+impl AppState {
+    /// Runs `f` on a pooled connection on the blocking thread pool, so database
+    /// work never stalls the async workers.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Spends the setup token if it is the right one; it works once.
+    pub fn take_setup_token(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut guard = self.setup_token_hash.lock().unwrap_or_else(|e| e.into_inner());
+        match *guard {
+            Some(expected) if subtle::ConstantTimeEq::ct_eq(&expected[..], &digest[..]).into() => {
+                *guard = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn setup_token_matches(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let guard = self.setup_token_hash.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(*guard, Some(expected) if bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &digest[..])))
+    }
+}
+
+/// Slows down password guessing: after `MAX_FAILURES` wrong passwords for
+/// one email within `WINDOW`, sign-in for it is refused until the window ends.
+#[derive(Default)]
+pub struct LoginThrottle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginThrottle {
+    pub const MAX_FAILURES: u32 = 5;
+    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+    /// `Some(wait)` when this email is locked out for `wait` more.
+    pub fn locked_for(&self, email: &str) -> Option<Duration> {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, since) = map.get(&email.to_lowercase())?;
+        let elapsed = since.elapsed();
+        (*count >= Self::MAX_FAILURES && elapsed < Self::WINDOW).then(|| Self::WINDOW - elapsed)
+    }
+
+    pub fn record_failure(&self, email: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
+        }
+        let entry = map.entry(email.to_lowercase()).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= Self::WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    pub fn record_success(&self, email: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&email.to_lowercase());
+    }
+}
+
+/// A running Flagpole: the server future and where it listens.
+pub struct Application {
+    server: Server,
+    port: u16,
+    setup_url: Option<String>,
+    state: actix_web::web::Data<AppState>,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations, creates the default
+    /// environments, binds the listener and builds the server.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    pub async fn build_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        config.validate()?;
+        let url = DatabaseUrl::parse(&config.database_url)?;
+        let pool = prepare_database(&url, config.pool_size).await?;
+        let state = actix_web::web::Data::new(AppState {
+            pool,
+            config,
+            setup_token_hash: Mutex::new(None),
+            login_throttle: LoginThrottle::default(),
+        });
+        let port = listener.local_addr()?.port();
+        let admin_count = state.db(|conn| Ok(admins::count(conn)?)).await?;
+        let setup_url = if admin_count == 0 {
+            let token = ids::random_token(24);
+            *state.setup_token_hash.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Sha256::digest(token.as_bytes()).into());
+            let base = if state.config.bind.ends_with(":0") {
+                format!("http://127.0.0.1:{port}")
+            } else {
+                state.config.public_url.clone()
+            };
+            Some(format!("{base}/setup?token={token}"))
+        } else {
+            None
+        };
+        let server = web::server(state.clone(), listener)?;
+        Ok(Self {
+            server,
+            port,
+            setup_url,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The one-time link that creates the first admin, while none exists.
+    pub fn setup_url(&self) -> Option<&str> {
+        self.setup_url.as_deref()
+    }
+
+    pub fn state(&self) -> actix_web::web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Builds the pool, then migrates and seeds the database on a blocking thread.
+pub async fn prepare_database(url: &DatabaseUrl, pool_size: u32) -> anyhow::Result<Pool> {
+    let url = url.clone();
+    actix_web::web::block(move || -> anyhow::Result<Pool> {
+        let pool = db::build_pool(&url, pool_size)?;
+        let mut conn = pool.get()?;
+        db::run_migrations(&mut conn)?;
+        environments::ensure_defaults(&mut conn).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(pool)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+}

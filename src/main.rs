@@ -1,0 +1,104 @@
+//! The `flagpole` command: parse arguments, then call into the library.
+
+use std::io::Read;
+
+use clap::{Parser, Subcommand};
+use flagpole::{admins, db, Application, Config};
+
+#[derive(Parser)]
+#[command(name = "flagpole", version, about = "Self-hosted feature flags")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the dashboard and APIs (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage dashboard accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value = "owner", value_parser = ["owner", "editor", "viewer"])]
+        role: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,flagpole=info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    actix_web::rt::System::new().block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Migrate => {
+                let url = db::DatabaseUrl::parse(&config.database_url)?;
+                flagpole::prepare_database(&url, 1).await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Admin {
+                command:
+                    AdminCommand::Create {
+                        email,
+                        password_stdin,
+                        role,
+                    },
+            } => {
+                if !password_stdin {
+                    anyhow::bail!("pass --password-stdin and write the password to standard input");
+                }
+                let mut password = String::new();
+                std::io::stdin().read_to_string(&mut password)?;
+                let password = password.trim_end_matches(['\r', '\n']).to_string();
+                let role = admins::Role::parse(&role).unwrap_or(admins::Role::Owner);
+                let url = db::DatabaseUrl::parse(&config.database_url)?;
+                let pool = flagpole::prepare_database(&url, 1).await?;
+                let mut conn = pool.get()?;
+                match admins::create(&mut conn, "cli", &email, &password, role) {
+                    Ok(admin) => {
+                        println!("created {} ({})", admin.email, admin.role);
+                        Ok(())
+                    }
+                    Err(flagpole::error::AppError::Invalid(errors)) => {
+                        let text: Vec<String> =
+                            errors.0.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+                        anyhow::bail!("{}", text.join("; "))
+                    }
+                    Err(other) => anyhow::bail!("{other}"),
+                }
+            }
+        }
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let public_url = config.public_url.clone();
+    let app = Application::build(config).await?;
+    tracing::info!("Flagpole is listening; open {public_url}");
+    if let Some(url) = app.setup_url() {
+        tracing::warn!("No admin exists yet. Create the first one with this one-time link: {url}");
+        println!("\n  Create the first admin: {url}\n");
+    }
+    app.run_until_stopped().await?;
+    Ok(())
+}

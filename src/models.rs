@@ -1,0 +1,147 @@
+//! Rows as stored, one struct per table, shared by every service.
+
+use diesel::prelude::*;
+
+use crate::db::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = admins)]
+pub struct Admin {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = environments)]
+pub struct Environment {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub position: i32,
+    pub color: String,
+    pub require_confirmation: bool,
+    pub client_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Environment {
+    /// The CSS class that gives this environment its colour everywhere.
+    pub fn color_class(&self) -> &'static str {
+        crate::environments::PALETTE
+            .iter()
+            .find(|(_, hex)| *hex == self.color)
+            .map_or("env-slate", |(name, _)| match *name {
+                "Teal" => "env-teal",
+                "Blue" => "env-blue",
+                "Violet" => "env-violet",
+                "Amber" => "env-amber",
+                "Red" => "env-red",
+                "Green" => "env-green",
+                _ => "env-slate",
+            })
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = flags)]
+pub struct Flag {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub archived: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = flag_tags)]
+pub struct FlagTag {
+    pub flag_id: String,
+    pub tag: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = rules)]
+pub struct Rule {
+    pub flag_id: String,
+    pub environment_id: String,
+    pub mode: String,
+    pub enabled: bool,
+    pub version: i32,
+    pub updated_by: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = organizations)]
+pub struct Organization {
+    pub id: String,
+    pub name: String,
+    pub external_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub external_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl User {
+    pub fn display_name(&self) -> String {
+        let name = format!("{} {}", self.first_name, self.last_name);
+        let name = name.trim();
+        if name.is_empty() {
+            self.email.clone()
+        } else {
+            name.to_string()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = memberships)]
+pub struct Membership {
+    pub user_id: String,
+    pub organization_id: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = targets)]
+pub struct Target {
+    pub flag_id: String,
+    pub environment_id: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEvent {
+    pub id: String,
+    pub actor: String,
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub object_label: String,
+    pub flag_id: Option<String>,
+    pub environment_id: Option<String>,
+    pub before_state: Option<String>,
+    pub after_state: Option<String>,
+    pub created_at: String,
+}
