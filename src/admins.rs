@@ -52,9 +52,8 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
 
 /// A hash of a throwaway password, checked when the email is unknown so that
 /// a wrong email costs as much time as a wrong password.
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    hash_password("flagpole-timing-equalizer").unwrap_or_default()
-});
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password("flagpole-timing-equalizer").unwrap_or_default());
 
 fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
@@ -71,7 +70,10 @@ pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
 }
 
 pub fn get(conn: &mut DbConn, id: &str) -> QueryResult<Admin> {
-    admins::table.find(id).select(Admin::as_select()).first(conn)
+    admins::table
+        .find(id)
+        .select(Admin::as_select())
+        .first(conn)
 }
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Admin>> {
@@ -158,7 +160,11 @@ pub fn create(
 }
 
 /// Creates the first owner, only while there is no admin at all.
-pub fn create_first_owner(conn: &mut DbConn, email: &str, password: &str) -> Result<Admin, AppError> {
+pub fn create_first_owner(
+    conn: &mut DbConn,
+    email: &str,
+    password: &str,
+) -> Result<Admin, AppError> {
     conn.transaction(|conn| {
         if count(conn)? > 0 {
             return Err(AppError::Forbidden(

@@ -77,7 +77,9 @@ fn parse_secret_key(key: &str) -> anyhow::Result<Vec<u8>> {
         }
     }
     if key.len() < 32 {
-        anyhow::bail!("FLAGPOLE_SECRET_KEY must hold at least 32 bytes (64 hex digits recommended)");
+        anyhow::bail!(
+            "FLAGPOLE_SECRET_KEY must hold at least 32 bytes (64 hex digits recommended)"
+        );
     }
     Ok(key.as_bytes().to_vec())
 }

@@ -31,7 +31,10 @@ fn take<T: Default>(errors: &mut FieldErrors, field: &str, result: Result<T, Str
 }
 
 /// Maps a unique violation on insert or update to the field that must change.
-fn unique_error(err: diesel::result::Error, field_of: impl Fn(&str) -> (&'static str, &'static str)) -> AppError {
+fn unique_error(
+    err: diesel::result::Error,
+    field_of: impl Fn(&str) -> (&'static str, &'static str),
+) -> AppError {
     if is_unique_violation(&err) {
         let detail = match &err {
             diesel::result::Error::DatabaseError(_, info) => info.message().to_string(),
@@ -116,8 +119,16 @@ pub fn list_orgs(
 
 fn valid_org(input: &OrganizationInput) -> Result<(String, Option<String>), AppError> {
     let mut errors = FieldErrors::default();
-    let name = take(&mut errors, "name", validate::name(&input.name, "name", 100));
-    let external_id = take(&mut errors, "external_id", validate::external_id(&input.external_id));
+    let name = take(
+        &mut errors,
+        "name",
+        validate::name(&input.name, "name", 100),
+    );
+    let external_id = take(
+        &mut errors,
+        "external_id",
+        validate::external_id(&input.external_id),
+    );
     errors.into_result()?;
     Ok((name, external_id))
 }
@@ -276,7 +287,11 @@ fn valid_user(input: &UserInput) -> Result<ValidUser, AppError> {
         "last_name",
         validate::text(&input.last_name, "last name", 100),
     );
-    let external_id = take(&mut errors, "external_id", validate::external_id(&input.external_id));
+    let external_id = take(
+        &mut errors,
+        "external_id",
+        validate::external_id(&input.external_id),
+    );
     errors.into_result()?;
     Ok(ValidUser {
         email,
@@ -429,7 +444,11 @@ pub fn find_user(conn: &mut DbConn, key: &str) -> QueryResult<Option<User>> {
 pub fn find_org(conn: &mut DbConn, key: &str) -> QueryResult<Option<Organization>> {
     let key = key.trim();
     organizations::table
-        .filter(organizations::id.eq(key).or(organizations::external_id.eq(key)))
+        .filter(
+            organizations::id
+                .eq(key)
+                .or(organizations::external_id.eq(key)),
+        )
         .select(Organization::as_select())
         .first(conn)
         .optional()

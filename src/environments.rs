@@ -164,7 +164,9 @@ fn insert(
             flag_id: None,
             environment_id: Some(&env.id),
             before: None,
-            after: Some(json!({"name": env.name, "slug": env.slug, "require_confirmation": require_confirmation})),
+            after: Some(
+                json!({"name": env.name, "slug": env.slug, "require_confirmation": require_confirmation}),
+            ),
         },
     )?;
     Ok(env)
@@ -217,7 +219,10 @@ pub fn update(
 pub fn move_by_one(conn: &mut DbConn, actor: &str, id: &str, up: bool) -> Result<(), AppError> {
     conn.transaction(|conn| {
         let all = list(conn)?;
-        let index = all.iter().position(|e| e.id == id).ok_or(AppError::NotFound)?;
+        let index = all
+            .iter()
+            .position(|e| e.id == id)
+            .ok_or(AppError::NotFound)?;
         let other = if up {
             index.checked_sub(1)
         } else {

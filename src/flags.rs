@@ -507,7 +507,11 @@ pub fn set_enabled(
                 conn,
                 actor,
                 Change {
-                    action: if enabled { "rule.enabled" } else { "rule.disabled" },
+                    action: if enabled {
+                        "rule.enabled"
+                    } else {
+                        "rule.disabled"
+                    },
                     object_type: "flag",
                     object_id: &flag.id,
                     object_label: &flag.slug,
@@ -584,7 +588,10 @@ pub fn save_rule(
             .iter()
             .filter(|id| !existing.contains(id) && !change.remove.contains(id))
             .collect();
-        let known = describe_targets(conn, &to_add.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let known = describe_targets(
+            conn,
+            &to_add.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )?;
         let at = now();
         let mut rows = Vec::with_capacity(to_add.len());
         for id in to_add {
@@ -618,7 +625,8 @@ pub fn save_rule(
         let after_count = target_count(conn, &flag.id, &env.id)?;
         let mut after_state = rule_state(&after, after_count);
         if !rows.is_empty() {
-            after_state["added"] = json!(rows.iter().map(|t| t.target_id.clone()).collect::<Vec<_>>());
+            after_state["added"] =
+                json!(rows.iter().map(|t| t.target_id.clone()).collect::<Vec<_>>());
         }
         if removed > 0 {
             after_state["removed"] = json!(change.remove);
@@ -718,7 +726,11 @@ pub fn targets_page(
     };
     let total: i64 = base().count().get_result(conn)?;
     let ids: Vec<String> = base()
-        .order((targets::target_type.desc(), targets::created_at.asc(), targets::target_id.asc()))
+        .order((
+            targets::target_type.desc(),
+            targets::created_at.asc(),
+            targets::target_id.asc(),
+        ))
         .limit(per_page)
         .offset((page.max(1) - 1) * per_page)
         .select(targets::target_id)

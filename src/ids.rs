@@ -24,7 +24,10 @@ pub fn random_token(bytes: usize) -> String {
 /// "2026-11-25 08:18 UTC" for people.
 pub fn human_time(rfc3339: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(rfc3339) {
-        Ok(t) => t.with_timezone(&Utc).format("%Y-%m-%d %H:%M UTC").to_string(),
+        Ok(t) => t
+            .with_timezone(&Utc)
+            .format("%Y-%m-%d %H:%M UTC")
+            .to_string(),
         Err(_) => rfc3339.to_string(),
     }
 }

@@ -56,7 +56,10 @@ impl AppState {
     /// Spends the setup token if it is the right one; it works once.
     pub fn take_setup_token(&self, token: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut guard = self.setup_token_hash.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self
+            .setup_token_hash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         match *guard {
             Some(expected) if subtle::ConstantTimeEq::ct_eq(&expected[..], &digest[..]).into() => {
                 *guard = None;
@@ -68,7 +71,10 @@ impl AppState {
 
     pub fn setup_token_matches(&self, token: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let guard = self.setup_token_hash.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self
+            .setup_token_hash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         matches!(*guard, Some(expected) if bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &digest[..])))
     }
 }
@@ -97,7 +103,9 @@ impl LoginThrottle {
         if map.len() > 100_000 {
             map.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
         }
-        let entry = map.entry(email.to_lowercase()).or_insert((0, Instant::now()));
+        let entry = map
+            .entry(email.to_lowercase())
+            .or_insert((0, Instant::now()));
         if entry.1.elapsed() >= Self::WINDOW {
             *entry = (0, Instant::now());
         }
@@ -127,7 +135,10 @@ impl Application {
         Self::build_with_listener(config, listener).await
     }
 
-    pub async fn build_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
         let url = DatabaseUrl::parse(&config.database_url)?;
         let pool = prepare_database(&url, config.pool_size).await?;
@@ -141,8 +152,10 @@ impl Application {
         let admin_count = state.db(|conn| Ok(admins::count(conn)?)).await?;
         let setup_url = if admin_count == 0 {
             let token = ids::random_token(24);
-            *state.setup_token_hash.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Sha256::digest(token.as_bytes()).into());
+            *state
+                .setup_token_hash
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Sha256::digest(token.as_bytes()).into());
             let base = if state.config.bind.ends_with(":0") {
                 format!("http://127.0.0.1:{port}")
             } else {

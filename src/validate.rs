@@ -32,7 +32,11 @@ pub fn slug_from_name(name: &str) -> String {
         }
     }
     let out = out.trim_end_matches('-');
-    out.chars().take(64).collect::<String>().trim_end_matches('-').to_string()
+    out.chars()
+        .take(64)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
 }
 
 /// A required single-line name of at most `max` characters.

@@ -35,8 +35,16 @@ struct LoginQuery {
     next: Option<String>,
 }
 
-async fn login_page(session: Session, query: web::Query<LoginQuery>) -> Result<HttpResponse, AppError> {
-    if session.get::<String>(SESSION_ADMIN).ok().flatten().is_some() {
+async fn login_page(
+    session: Session,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, AppError> {
+    if session
+        .get::<String>(SESSION_ADMIN)
+        .ok()
+        .flatten()
+        .is_some()
+    {
         return Ok(redirect("/flags"));
     }
     render(&LoginPage {
@@ -161,7 +169,10 @@ async fn setup(
             session.renew();
             let _ = session.insert(SESSION_ADMIN, &admin.id);
             let _ = session.insert(SESSION_CSRF, random_token(32));
-            super::context::flash(&session, "Welcome to Flagpole. Create your first feature flag.");
+            super::context::flash(
+                &session,
+                "Welcome to Flagpole. Create your first feature flag.",
+            );
             Ok(redirect("/flags"))
         }
         Err(AppError::Invalid(errors)) => render_with_status(

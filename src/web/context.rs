@@ -97,7 +97,10 @@ impl Ctx {
 
     /// The layout of a page titled `title`, with `nav` the highlighted menu entry.
     pub fn layout(&self, title: impl Into<String>, nav: &'static str) -> Layout {
-        let flash = self.session.remove_as::<String>(SESSION_FLASH).and_then(Result::ok);
+        let flash = self
+            .session
+            .remove_as::<String>(SESSION_FLASH)
+            .and_then(Result::ok);
         Layout {
             title: title.into(),
             nav,

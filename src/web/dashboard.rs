@@ -19,7 +19,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/environments", web::get().to(environments_page))
         .route("/environments", web::post().to(create_environment))
         .route("/environments/{slug}", web::post().to(update_environment))
-        .route("/environments/{slug}/move", web::post().to(move_environment))
+        .route(
+            "/environments/{slug}/move",
+            web::post().to(move_environment),
+        )
         .route("/audit", web::get().to(audit_page))
         .route("/admins", web::get().to(admins_page))
         .route("/admins", web::post().to(create_admin))
@@ -322,7 +325,11 @@ async fn create_admin(ctx: Ctx, form: Form) -> Result<HttpResponse, AppError> {
     }
 }
 
-async fn change_role(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<HttpResponse, AppError> {
+async fn change_role(
+    ctx: Ctx,
+    path: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
     ctx.require_owner()?;
     let role = Role::parse(&form.get("role"))
         .ok_or_else(|| AppError::BadRequest("Choose owner, editor or viewer.".into()))?;
@@ -336,7 +343,11 @@ async fn change_role(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<Ht
     Ok(redirect("/admins"))
 }
 
-async fn delete_admin(ctx: Ctx, path: web::Path<String>, _form: Form) -> Result<HttpResponse, AppError> {
+async fn delete_admin(
+    ctx: Ctx,
+    path: web::Path<String>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
     ctx.require_owner()?;
     let id = path.into_inner();
     if id == ctx.admin.id {

@@ -195,7 +195,11 @@ async fn show_org(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, App
     org_page(&ctx, path.into_inner(), None, None).await
 }
 
-async fn update_org(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<HttpResponse, AppError> {
+async fn update_org(
+    ctx: Ctx,
+    path: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
     ctx.require_editor()?;
     let id = path.into_inner();
     let input = org_input(&form);
@@ -216,7 +220,11 @@ async fn update_org(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<Htt
     }
 }
 
-async fn delete_org(ctx: Ctx, path: web::Path<String>, _form: Form) -> Result<HttpResponse, AppError> {
+async fn delete_org(
+    ctx: Ctx,
+    path: web::Path<String>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
     ctx.require_editor()?;
     let id = path.into_inner();
     let actor = ctx.actor();
@@ -227,7 +235,11 @@ async fn delete_org(ctx: Ctx, path: web::Path<String>, _form: Form) -> Result<Ht
     Ok(redirect("/organizations"))
 }
 
-async fn add_member(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<HttpResponse, AppError> {
+async fn add_member(
+    ctx: Ctx,
+    path: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
     ctx.require_editor()?;
     let id = path.into_inner();
     let key = form.get("user");
@@ -412,7 +424,11 @@ async fn show_user(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, Ap
     user_page(&ctx, path.into_inner(), None).await
 }
 
-async fn update_user(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<HttpResponse, AppError> {
+async fn update_user(
+    ctx: Ctx,
+    path: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
     ctx.require_editor()?;
     let id = path.into_inner();
     let input = user_input(&form);
@@ -433,7 +449,11 @@ async fn update_user(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<Ht
     }
 }
 
-async fn delete_user(ctx: Ctx, path: web::Path<String>, _form: Form) -> Result<HttpResponse, AppError> {
+async fn delete_user(
+    ctx: Ctx,
+    path: web::Path<String>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
     ctx.require_editor()?;
     let id = path.into_inner();
     let actor = ctx.actor();

@@ -24,10 +24,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/flags/{slug}", web::get().to(show))
         .route("/flags/{slug}", web::post().to(update))
         .route("/flags/{slug}/archive", web::post().to(archive))
-        .route("/flags/{slug}/environments/{env}/toggle", web::post().to(toggle))
-        .route("/flags/{slug}/environments/{env}/edit-in", web::post().to(edit_in))
+        .route(
+            "/flags/{slug}/environments/{env}/toggle",
+            web::post().to(toggle),
+        )
+        .route(
+            "/flags/{slug}/environments/{env}/edit-in",
+            web::post().to(edit_in),
+        )
         .route("/flags/{slug}/environments/{env}", web::get().to(editor))
-        .route("/flags/{slug}/environments/{env}", web::post().to(editor_post));
+        .route(
+            "/flags/{slug}/environments/{env}",
+            web::post().to(editor_post),
+        );
 }
 
 const PER_PAGE: i64 = 25;
@@ -229,10 +238,16 @@ struct ShowPage {
 
 async fn load_flag(ctx: &Ctx, slug: &str) -> Result<Flag, AppError> {
     let slug = slug.to_string();
-    ctx.state.db(move |conn| Ok(flags::by_slug(conn, &slug)?)).await
+    ctx.state
+        .db(move |conn| Ok(flags::by_slug(conn, &slug)?))
+        .await
 }
 
-async fn show_page(ctx: &Ctx, slug: &str, edit: Option<(FlagInput, FieldErrors)>) -> Result<HttpResponse, AppError> {
+async fn show_page(
+    ctx: &Ctx,
+    slug: &str,
+    edit: Option<(FlagInput, FieldErrors)>,
+) -> Result<HttpResponse, AppError> {
     let flag = load_flag(ctx, slug).await?;
     let flag_id = flag.id.clone();
     let (tags, summaries, (events, _)) = ctx
@@ -377,7 +392,11 @@ async fn toggle(
     let enabled = match form.get("enabled").as_str() {
         "true" => true,
         "false" => false,
-        _ => return Err(AppError::BadRequest("Say whether to turn the flag on or off.".into())),
+        _ => {
+            return Err(AppError::BadRequest(
+                "Say whether to turn the flag on or off.".into(),
+            ))
+        }
     };
     let version = form.get("version").parse::<i32>().ok();
     let return_to = safe_return(&form.get("return_to"), &format!("/flags/{}", flag.slug));
@@ -410,11 +429,18 @@ async fn toggle(
     Ok(redirect(&return_to))
 }
 
-async fn edit_in(ctx: Ctx, path: web::Path<(String, String)>, _form: Form) -> Result<HttpResponse, AppError> {
+async fn edit_in(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
     let (slug, env_slug) = path.into_inner();
     let env = ctx.environment_by_slug(&env_slug)?;
     ctx.set_active(&env);
-    Ok(redirect(&format!("/flags/{slug}/environments/{}", env.slug)))
+    Ok(redirect(&format!(
+        "/flags/{slug}/environments/{}",
+        env.slug
+    )))
 }
 
 /// A target row in the editor: saved, or about to be added or removed.
@@ -478,7 +504,8 @@ async fn render_editor(
         .state
         .db(move |conn| {
             let rule = flags::rule(conn, &flag_id, &env_id)?;
-            let page = flags::targets_page(conn, &flag_id, &env_id, tpage_wanted, TARGETS_PER_PAGE)?;
+            let page =
+                flags::targets_page(conn, &flag_id, &env_id, tpage_wanted, TARGETS_PER_PAGE)?;
             let add_views = flags::describe_targets(conn, &adds)?;
             let found = flags::search_targetables(conn, &query, 10)?;
             Ok((rule, page, add_views, found))
@@ -505,7 +532,8 @@ async fn render_editor(
     let results = found
         .into_iter()
         .map(|view| SearchResult {
-            chosen: draft.add.contains(&view.id) || (saved_ids.contains(&view.id) && !draft.remove.contains(&view.id)),
+            chosen: draft.add.contains(&view.id)
+                || (saved_ids.contains(&view.id) && !draft.remove.contains(&view.id)),
             view,
         })
         .collect();
@@ -591,7 +619,9 @@ async fn editor_post(
         draft.tpage = page.max(1);
     }
     if draft.add.len() > 1000 {
-        return Err(AppError::BadRequest("Add at most 1,000 targets in one save.".into()));
+        return Err(AppError::BadRequest(
+            "Add at most 1,000 targets in one save.".into(),
+        ));
     }
 
     let op = form.get("op");
@@ -615,7 +645,11 @@ async fn editor_post(
         .await
     {
         Ok(rule) => {
-            let state = if rule.enabled { "on" } else { "off (turn it on to apply the rule)" };
+            let state = if rule.enabled {
+                "on"
+            } else {
+                "off (turn it on to apply the rule)"
+            };
             ctx.flash(format!(
                 "Saved the rule of {} in {}: {}. The flag is {state}.",
                 flag.name,
@@ -624,7 +658,9 @@ async fn editor_post(
             ));
             Ok(redirect(&format!("/flags/{}", flag.slug)))
         }
-        Err(AppError::Stale(message)) => render_editor(&ctx, flag, env, None, Some(message), false).await,
+        Err(AppError::Stale(message)) => {
+            render_editor(&ctx, flag, env, None, Some(message), false).await
+        }
         Err(AppError::Invalid(errors)) => {
             let message = errors.0.first().map(|(_, m)| m.clone());
             render_editor(&ctx, flag, env, Some(draft), message, false).await

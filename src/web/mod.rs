@@ -24,7 +24,9 @@ use crate::error::{render_error_page, AppError};
 use crate::AppState;
 
 pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
-    let key = Key::from(&Sha512::digest([&state.config.secret_key[..], b"flagpole cookies"].concat()));
+    let key = Key::from(&Sha512::digest(
+        [&state.config.secret_key[..], b"flagpole cookies"].concat(),
+    ));
     let secure = state.config.secure_cookies();
     let server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
@@ -104,8 +106,14 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// Assets are compiled into the binary, so it runs from any folder.
 async fn static_file(path: web::Path<String>) -> HttpResponse {
     let (body, content_type): (&'static [u8], &str) = match path.as_str() {
-        "app.css" => (include_bytes!("../../static/app.css"), "text/css; charset=utf-8"),
-        "app.js" => (include_bytes!("../../static/app.js"), "text/javascript; charset=utf-8"),
+        "app.css" => (
+            include_bytes!("../../static/app.css"),
+            "text/css; charset=utf-8",
+        ),
+        "app.js" => (
+            include_bytes!("../../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "favicon.svg" => (include_bytes!("../../static/favicon.svg"), "image/svg+xml"),
         _ => return render_error_page(StatusCode::NOT_FOUND, "Not found", "No such file."),
     };
@@ -124,7 +132,10 @@ pub fn render<T: Template>(page: &T) -> Result<HttpResponse, AppError> {
     render_with_status(page, StatusCode::OK)
 }
 
-pub fn render_with_status<T: Template>(page: &T, status: StatusCode) -> Result<HttpResponse, AppError> {
+pub fn render_with_status<T: Template>(
+    page: &T,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
     let html = page
         .render()
         .map_err(|e| AppError::Internal(anyhow::anyhow!("rendering a page: {e}")))?;

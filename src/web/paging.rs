@@ -15,7 +15,11 @@ impl Paging {
     pub fn new(page: i64, per_page: i64, total: i64, base: String) -> Self {
         let pages = ((total + per_page - 1) / per_page).max(1);
         let page = page.clamp(1, pages);
-        let first_item = if total == 0 { 0 } else { (page - 1) * per_page + 1 };
+        let first_item = if total == 0 {
+            0
+        } else {
+            (page - 1) * per_page + 1
+        };
         Paging {
             page,
             pages,
@@ -48,7 +52,9 @@ impl Paging {
 
 /// A page number from a query string: 1 when absent or nonsense.
 pub fn page_param(raw: Option<&str>) -> i64 {
-    raw.and_then(|p| p.parse::<i64>().ok()).filter(|p| *p >= 1 && *p < 1_000_000).unwrap_or(1)
+    raw.and_then(|p| p.parse::<i64>().ok())
+        .filter(|p| *p >= 1 && *p < 1_000_000)
+        .unwrap_or(1)
 }
 
 /// Builds `a=1&b=2` from pairs, leaving out empty values.

@@ -1,0 +1,293 @@
+//! Test support: starts the real Flagpole on a free port, on SQLite or on a
+//! fresh PostgreSQL database, and drives it over HTTP like a browser would.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+
+use actix_web::web::Data;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use flagpole::admins::{self, Role};
+use flagpole::{AppState, Application, Config};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend for each named `async fn(TestApp)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::spawn($crate::common::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+}
+
+/// Says loudly that something was skipped; in CI a skip is a failure.
+pub fn skip(what: &str, why: &str) {
+    if in_ci() {
+        panic!("CI=true and {what} is unavailable: {why}");
+    }
+    eprintln!("\n!!! SKIPPED ({what} unavailable: {why}). Set CI=true to make this a failure.\n");
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("FLAGPOLE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create() -> Result<(Self, String), String> {
+        let admin_url = postgres_admin_url();
+        let mut conn = PgConnection::establish(&admin_url).map_err(|e| e.to_string())?;
+        let name = format!(
+            "flagpole_test_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .map_err(|e| e.to_string())?;
+        let url = match admin_url.rfind('/') {
+            Some(i) if admin_url[..i].contains("://") && i > admin_url.find("://").unwrap() + 2 => {
+                let (base, rest) = admin_url.split_at(i);
+                let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+                format!("{base}/{name}{query}")
+            }
+            _ => format!("{admin_url}/{name}"),
+        };
+        Ok((Self { admin_url, name }, url))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
+            let _ = conn.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A running Flagpole for one test.
+pub struct TestApp {
+    pub backend: Backend,
+    pub base: String,
+    pub setup_url: Option<String>,
+    pub state: Data<AppState>,
+    pub database_url: String,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestApp {
+    /// Starts Flagpole on `backend`; `None` (after saying so) when PostgreSQL is unreachable outside CI.
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (database_url, pg) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("flagpole.db").display()),
+                None,
+            ),
+            Backend::Postgres => match PgDatabase::create() {
+                Ok((db, url)) => (url, Some(db)),
+                Err(e) => {
+                    skip("PostgreSQL", &e);
+                    return None;
+                }
+            },
+        };
+        let config = Config {
+            database_url: database_url.clone(),
+            bind: "127.0.0.1:0".into(),
+            public_url: "http://127.0.0.1".into(),
+            data_dir: dir.path().to_path_buf(),
+            secret_key: vec![7u8; 64],
+            pool_size: 4,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let app = Application::build_with_listener(config, listener)
+            .await
+            .expect("the app starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let setup_url = app.setup_url().map(str::to_string);
+        let state = app.state();
+        actix_web::rt::spawn(app.run_until_stopped());
+        Some(TestApp {
+            backend,
+            base,
+            setup_url,
+            state,
+            database_url,
+            _dir: dir,
+            _pg: pg,
+        })
+    }
+
+    /// A pooled connection for checking what the database holds.
+    pub fn conn(&self) -> flagpole::db::PooledConn {
+        self.state.pool.get().expect("a database connection")
+    }
+
+    /// A browser-like client with its own cookies, not signed in.
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// Creates an admin with `role` in the database and signs them in.
+    pub async fn signed_in(&self, email: &str, role: Role) -> Client {
+        let mut conn = self.conn();
+        admins::create(&mut conn, "test", email, "correct horse battery", role)
+            .expect("admin created");
+        drop(conn);
+        let client = self.client();
+        let page = client.login(email, "correct horse battery").await;
+        assert_eq!(page.status, 303, "sign-in redirects: {}", page.body);
+        client
+    }
+
+    /// An owner, signed in.
+    pub async fn owner(&self) -> Client {
+        self.signed_in("owner@example.com", Role::Owner).await
+    }
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    pub fn assert_contains(&self, text: &str) -> &Self {
+        assert!(
+            self.body.contains(text),
+            "expected the page to contain {text:?}; status {}, body:\n{}",
+            self.status,
+            self.body
+        );
+        self
+    }
+}
+
+/// A cookie-keeping client that fills in the CSRF token like the browser form would.
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// The value of the first hidden `_csrf` input in `html`.
+pub fn csrf_in(html: &str) -> Option<String> {
+    let marker = "name=\"_csrf\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+impl Client {
+    async fn answer(resp: reqwest::Response) -> Page {
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.text().await.unwrap_or_default();
+        Page {
+            status,
+            location,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .expect("GET");
+        Self::answer(resp).await
+    }
+
+    /// The session's CSRF token, read from a page as a browser would see it.
+    pub async fn csrf(&self) -> String {
+        let page = self.get("/flags").await;
+        if let Some(token) = csrf_in(&page.body) {
+            return token;
+        }
+        let page = self.get("/login").await;
+        csrf_in(&page.body).expect("a page with a CSRF token")
+    }
+
+    /// Posts a form with the session's CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.csrf().await;
+        let mut all: Vec<(&str, &str)> = vec![("_csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    /// Posts exactly these fields, with no CSRF token added.
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .form(fields)
+            .send()
+            .await
+            .expect("POST");
+        Self::answer(resp).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Page {
+        let page = self.get("/login").await;
+        let token = csrf_in(&page.body).expect("the sign-in form has a CSRF token");
+        self.post_raw(
+            "/login",
+            &[("_csrf", &token), ("email", email), ("password", password)],
+        )
+        .await
+    }
+}
