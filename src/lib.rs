@@ -7,6 +7,7 @@ pub mod admins;
 pub mod audit;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod directory;
 pub mod environments;
 pub mod error;
@@ -66,6 +67,17 @@ impl AppState {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Gives back a setup token spent on a form that turned out invalid.
+    pub fn restore_setup_token(&self, token: &str) {
+        let mut guard = self
+            .setup_token_hash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(Sha256::digest(token.as_bytes()).into());
         }
     }
 

@@ -18,6 +18,12 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Fill the database with demo organizations, users and flags.
+    SeedDemo {
+        /// How many flags to create.
+        #[arg(long, default_value_t = 24)]
+        flags: usize,
+    },
     /// Manage dashboard accounts.
     Admin {
         #[command(subcommand)]
@@ -54,6 +60,18 @@ fn main() -> anyhow::Result<()> {
                 let url = db::DatabaseUrl::parse(&config.database_url)?;
                 flagpole::prepare_database(&url, 1).await?;
                 println!("migrations applied");
+                Ok(())
+            }
+            Command::SeedDemo { flags } => {
+                let url = db::DatabaseUrl::parse(&config.database_url)?;
+                let pool = flagpole::prepare_database(&url, 1).await?;
+                let mut conn = pool.get()?;
+                let counts = flagpole::demo::seed(&mut conn, flags)
+                    .map_err(|e| anyhow::anyhow!("seeding failed: {e:?}"))?;
+                println!(
+                    "added {} organizations, {} users and {} flags",
+                    counts.organizations, counts.users, counts.flags
+                );
                 Ok(())
             }
             Command::Admin {

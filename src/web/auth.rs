@@ -146,7 +146,9 @@ async fn setup(
     form: Form,
 ) -> Result<HttpResponse, AppError> {
     let token = form.get("token");
-    if !state.setup_token_matches(&token) {
+    // Spent now, so two submissions cannot both create an owner; given back
+    // if the form was invalid.
+    if !state.take_setup_token(&token) {
         return Err(invalid_setup_link());
     }
     let email = form.get("email");
@@ -165,7 +167,6 @@ async fn setup(
     };
     match result {
         Ok(admin) => {
-            state.take_setup_token(&token);
             session.renew();
             let _ = session.insert(SESSION_ADMIN, &admin.id);
             let _ = session.insert(SESSION_CSRF, random_token(32));
@@ -175,15 +176,18 @@ async fn setup(
             );
             Ok(redirect("/flags"))
         }
-        Err(AppError::Invalid(errors)) => render_with_status(
-            &SetupPage {
-                csrf: csrf_token(&session)?,
-                token,
-                email,
-                errors,
-            },
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        Err(AppError::Invalid(errors)) => {
+            state.restore_setup_token(&token);
+            render_with_status(
+                &SetupPage {
+                    csrf: csrf_token(&session)?,
+                    token,
+                    email,
+                    errors,
+                },
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
         Err(other) => Err(other),
     }
 }

@@ -39,7 +39,12 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
             .build();
         App::new()
             .app_data(state.clone())
-            .app_data(web::FormConfig::default().limit(1 << 20))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                AppError::BadRequest(format!("The address has an invalid query: {err}")).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|err, _| {
+                AppError::BadRequest(format!("The address is invalid: {err}")).into()
+            }))
             .wrap(session)
             .wrap(security_headers())
             .wrap(Compress::default())
