@@ -104,6 +104,7 @@ pub fn describe_change(before: Option<&str>, after: Option<&str>) -> String {
         }
         (None, Some(Value::Object(a))) => a
             .iter()
+            .filter(|(_, v)| !matches!(v, Value::Null) && v.as_str() != Some(""))
             .map(|(k, v)| format!("{k}: {}", show(v)))
             .collect::<Vec<_>>()
             .join("; "),

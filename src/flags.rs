@@ -614,6 +614,7 @@ pub fn save_rule(
                 .values(chunk)
                 .execute(c))?;
         }
+        let removed_views = describe_targets(conn, &change.remove)?;
         let removed = diesel::delete(
             targets::table
                 .filter(targets::flag_id.eq(&flag.id))
@@ -624,12 +625,22 @@ pub fn save_rule(
         let after = rule(conn, &flag.id, &env.id)?;
         let after_count = target_count(conn, &flag.id, &env.id)?;
         let mut after_state = rule_state(&after, after_count);
+        let named = |views: &[&TargetView]| {
+            views
+                .iter()
+                .map(|v| format!("{} ({})", v.label, v.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if !rows.is_empty() {
-            after_state["added"] =
-                json!(rows.iter().map(|t| t.target_id.clone()).collect::<Vec<_>>());
+            let added: Vec<&TargetView> = known
+                .iter()
+                .filter(|v| rows.iter().any(|r| r.target_id == v.id))
+                .collect();
+            after_state["added"] = json!(named(&added));
         }
         if removed > 0 {
-            after_state["removed"] = json!(change.remove);
+            after_state["removed"] = json!(named(&removed_views.iter().collect::<Vec<_>>()));
         }
         audit::record(
             conn,
