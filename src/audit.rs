@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use serde_json::Value;
 
-use crate::db::schema::audit_events;
+use crate::db::schema::{audit_events, revisions};
 use crate::db::DbConn;
 use crate::ids::{new_id, now};
 use crate::models::AuditEvent;
@@ -19,6 +19,14 @@ pub struct Change<'a> {
     pub environment_id: Option<&'a str>,
     pub before: Option<Value>,
     pub after: Option<Value>,
+}
+
+/// The revision of everything the evaluation index is built from.
+pub fn revision(conn: &mut DbConn) -> QueryResult<i64> {
+    revisions::table
+        .find(1)
+        .select(revisions::revision)
+        .first(conn)
 }
 
 pub fn record(conn: &mut DbConn, actor: &str, change: Change<'_>) -> QueryResult<()> {
@@ -37,6 +45,9 @@ pub fn record(conn: &mut DbConn, actor: &str, change: Change<'_>) -> QueryResult
     };
     diesel::insert_into(audit_events::table)
         .values(&event)
+        .execute(conn)?;
+    diesel::update(revisions::table.find(1))
+        .set(revisions::revision.eq(revisions::revision + 1))
         .execute(conn)?;
     Ok(())
 }

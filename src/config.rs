@@ -21,10 +21,19 @@ pub struct Config {
     pub secret_key: Vec<u8>,
     /// Largest number of pooled database connections.
     pub pool_size: u32,
+    /// `FLAGPOLE_ACCESS_TOKEN_TTL`: seconds an access token lives (default 300).
+    pub access_token_ttl: i64,
+    /// `FLAGPOLE_REFRESH_TOKEN_TTL`: seconds a session lives without a refresh (default 30 days).
+    pub refresh_token_ttl: i64,
+    /// `FLAGPOLE_REFRESH_GRACE`: seconds during which a just-rotated refresh
+    /// token may be presented again and get the same new pair (default 0: strict).
+    pub refresh_grace: i64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://flagpole.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_ACCESS_TOKEN_TTL: i64 = 5 * 60;
+pub const DEFAULT_REFRESH_TOKEN_TTL: i64 = 30 * 24 * 60 * 60;
 
 impl Config {
     /// Reads the settings from the process environment, generating and keeping
@@ -39,6 +48,19 @@ impl Config {
             Some(key) => parse_secret_key(&key)?,
             None => load_or_generate_secret_key(&data_dir)?,
         };
+        let seconds = |name: &str, default: i64| -> anyhow::Result<i64> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{name} must be a whole number of seconds (got {v:?})")
+                    }),
+            }
+        };
         let config = Self {
             database_url,
             bind,
@@ -46,6 +68,9 @@ impl Config {
             data_dir,
             secret_key,
             pool_size: 16,
+            access_token_ttl: seconds("FLAGPOLE_ACCESS_TOKEN_TTL", DEFAULT_ACCESS_TOKEN_TTL)?,
+            refresh_token_ttl: seconds("FLAGPOLE_REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TOKEN_TTL)?,
+            refresh_grace: seconds("FLAGPOLE_REFRESH_GRACE", 0)?,
         };
         config.validate()?;
         Ok(config)
@@ -56,10 +81,47 @@ impl Config {
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
             anyhow::bail!("FLAGPOLE_PUBLIC_URL must start with http:// or https://");
         }
+        if self.access_token_ttl < 10 {
+            anyhow::bail!("FLAGPOLE_ACCESS_TOKEN_TTL must be at least 10 seconds");
+        }
+        if self.refresh_token_ttl <= self.access_token_ttl {
+            anyhow::bail!(
+                "FLAGPOLE_REFRESH_TOKEN_TTL must be longer than FLAGPOLE_ACCESS_TOKEN_TTL"
+            );
+        }
         if self.secret_key.len() < 32 {
             anyhow::bail!("FLAGPOLE_SECRET_KEY must hold at least 32 bytes");
         }
         Ok(())
+    }
+
+    pub fn token_settings(&self) -> crate::sessions::TokenSettings {
+        crate::sessions::TokenSettings {
+            access_ttl_seconds: self.access_token_ttl,
+            refresh_ttl_seconds: self.refresh_token_ttl,
+            refresh_grace_seconds: self.refresh_grace,
+        }
+    }
+
+    /// A configuration for tests and tools: defaults everywhere but these.
+    pub fn new(
+        database_url: String,
+        bind: String,
+        public_url: String,
+        data_dir: PathBuf,
+        secret_key: Vec<u8>,
+    ) -> Self {
+        Self {
+            database_url,
+            bind,
+            public_url,
+            data_dir,
+            secret_key,
+            pool_size: 8,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            refresh_grace: 0,
+        }
     }
 
     /// Cookies are marked `Secure` when the dashboard is served over https.

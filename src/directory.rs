@@ -539,3 +539,12 @@ pub fn remove_membership(
         Ok(())
     })
 }
+
+/// Finds a user by Flagpole id or external id: how applications name users.
+pub fn find_user_by_id_or_external(conn: &mut DbConn, key: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::id.eq(key).or(users::external_id.eq(key)))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}

@@ -788,3 +788,53 @@ pub fn search_targetables(conn: &mut DbConn, q: &str, limit: i64) -> QueryResult
         .chain(found_users.into_iter().map(TargetView::of_user))
         .collect())
 }
+
+/// Every rule that can turn a flag on (enabled, mode Some or All, flag not
+/// archived) with its targets: what the evaluation index is built from.
+pub fn rule_facts(conn: &mut DbConn) -> QueryResult<Vec<crate::evaluation::RuleFacts>> {
+    let live: Vec<(Rule, String)> = rules::table
+        .inner_join(flags::table)
+        .filter(rules::enabled.eq(true))
+        .filter(rules::mode.ne("none"))
+        .filter(flags::archived.eq(false))
+        .select((Rule::as_select(), flags::slug))
+        .load(conn)?;
+    let mut by_rule: HashMap<(String, String), (Vec<String>, Vec<String>)> = live
+        .iter()
+        .filter(|(r, _)| r.mode == "some")
+        .map(|(r, _)| {
+            (
+                (r.flag_id.clone(), r.environment_id.clone()),
+                Default::default(),
+            )
+        })
+        .collect();
+    if !by_rule.is_empty() {
+        for t in targets::table.select(Target::as_select()).load(conn)? {
+            if let Some(entry) = by_rule.get_mut(&(t.flag_id, t.environment_id)) {
+                if t.target_type == "user" {
+                    entry.0.push(t.target_id);
+                } else {
+                    entry.1.push(t.target_id);
+                }
+            }
+        }
+    }
+    Ok(live
+        .into_iter()
+        .map(|(rule, slug)| {
+            let (user_targets, organization_targets) = by_rule
+                .remove(&(rule.flag_id.clone(), rule.environment_id.clone()))
+                .unwrap_or_default();
+            crate::evaluation::RuleFacts {
+                environment_id: rule.environment_id,
+                slug,
+                enabled: rule.enabled,
+                archived: false,
+                mode: rule.mode,
+                user_targets,
+                organization_targets,
+            }
+        })
+        .collect())
+}

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admins;
+pub mod api_keys;
 pub mod audit;
 pub mod config;
 pub mod db;
@@ -11,15 +12,19 @@ pub mod demo;
 pub mod directory;
 pub mod environments;
 pub mod error;
+pub mod evaluation;
 pub mod flags;
 pub mod ids;
+pub mod keys;
 pub mod models;
+pub mod sessions;
+pub mod signing;
 pub mod validate;
 pub mod web;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
@@ -36,6 +41,46 @@ pub struct AppState {
     /// SHA-256 of the one-time setup token, while no admin exists.
     setup_token_hash: Mutex<Option<[u8; 32]>>,
     pub login_throttle: LoginThrottle,
+    /// Seals signing keys at rest.
+    pub sealer: keys::KeySealer,
+    pub signers: signing::SignerCache,
+    pub live_index: Arc<LiveIndex>,
+}
+
+/// The evaluation index and the database revision it was built from.
+pub struct LiveIndex {
+    current: RwLock<(i64, Arc<evaluation::Index>)>,
+    /// Held while the index is rebuilt, so concurrent requests rebuild once.
+    rebuild: Mutex<()>,
+}
+
+impl LiveIndex {
+    pub fn get(&self) -> Arc<evaluation::Index> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    fn revision(&self) -> i64 {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// Rebuilds the index if the database changed since it was built.
+    pub fn sync(&self, conn: &mut DbConn) -> Result<(), AppError> {
+        if self.revision() == audit::revision(conn)? {
+            return Ok(());
+        }
+        let _guard = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        let revision = audit::revision(conn)?;
+        if self.revision() == revision {
+            return Ok(());
+        }
+        let index = evaluation::Index::build(flags::rule_facts(conn)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (revision, Arc::new(index));
+        Ok(())
+    }
 }
 
 impl AppState {
@@ -47,11 +92,21 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        let index = self.live_index.clone();
         actix_web::web::block(move || {
             let mut conn = pool.get()?;
-            f(&mut conn)
+            let result = f(&mut conn);
+            // Every change is audited, and every audit bumps the revision:
+            // a change made by this call is in the index before it returns.
+            index.sync(&mut conn)?;
+            result
         })
         .await?
+    }
+
+    /// The evaluation index as of the last change this instance has seen.
+    pub fn index(&self) -> Arc<evaluation::Index> {
+        self.live_index.get()
     }
 
     /// Spends the setup token if it is the right one; it works once.
@@ -156,10 +211,18 @@ impl Application {
         let pool = prepare_database(&url, config.pool_size).await?;
         let state = actix_web::web::Data::new(AppState {
             pool,
-            config,
             setup_token_hash: Mutex::new(None),
             login_throttle: LoginThrottle::default(),
+            sealer: keys::KeySealer::new(&config.secret_key),
+            signers: signing::SignerCache::default(),
+            live_index: Arc::new(LiveIndex {
+                current: RwLock::new((-1, Arc::default())),
+                rebuild: Mutex::new(()),
+            }),
+            config,
         });
+        state.db(|_| Ok(())).await?;
+        spawn_index_poller(state.clone());
         let port = listener.local_addr()?.port();
         let admin_count = state.db(|conn| Ok(admins::count(conn)?)).await?;
         let setup_url = if admin_count == 0 {
@@ -202,6 +265,21 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Checks the database revision every second, so changes made by other
+/// instances reach this one's index within about a second.
+fn spawn_index_poller(state: actix_web::web::Data<AppState>) {
+    let weak = Arc::downgrade(&state.into_inner());
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+            let Some(state) = weak.upgrade() else { break };
+            if let Err(e) = state.db(|_| Ok(())).await {
+                tracing::warn!(error = %e, "refreshing the evaluation index failed");
+            }
+        }
+    });
 }
 
 /// Builds the pool, then migrates and seeds the database on a blocking thread.

@@ -145,3 +145,54 @@ pub struct AuditEvent {
     pub after_state: Option<String>,
     pub created_at: String,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKey {
+    pub id: String,
+    pub environment_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub secret_hash: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKey {
+    pub id: String,
+    pub environment_id: String,
+    pub algorithm: String,
+    pub private_key_sealed: String,
+    pub public_jwk: String,
+    pub created_at: String,
+    pub retired_at: Option<String>,
+    pub publish_until: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: String,
+    pub environment_id: String,
+    pub user_id: String,
+    pub organization_id: Option<String>,
+    pub created_at: String,
+    pub last_refreshed_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    pub revoked_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub session_id: String,
+    pub created_at: String,
+    pub rotated_at: Option<String>,
+    pub successor_sealed: Option<String>,
+}

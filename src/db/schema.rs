@@ -113,11 +113,72 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        environment_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Text,
+        created_by -> Text,
+        created_at -> Text,
+        last_used_at -> Nullable<Text>,
+        revoked_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    signing_keys (id) {
+        id -> Text,
+        environment_id -> Text,
+        algorithm -> Text,
+        private_key_sealed -> Text,
+        public_jwk -> Text,
+        created_at -> Text,
+        retired_at -> Nullable<Text>,
+        publish_until -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        environment_id -> Text,
+        user_id -> Text,
+        organization_id -> Nullable<Text>,
+        created_at -> Text,
+        last_refreshed_at -> Text,
+        expires_at -> Text,
+        revoked_at -> Nullable<Text>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        session_id -> Text,
+        created_at -> Text,
+        rotated_at -> Nullable<Text>,
+        successor_sealed -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    revisions (id) {
+        id -> Integer,
+        revision -> BigInt,
+    }
+}
+
 diesel::joinable!(flag_tags -> flags (flag_id));
 diesel::joinable!(rules -> flags (flag_id));
 diesel::joinable!(rules -> environments (environment_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(memberships -> organizations (organization_id));
+diesel::joinable!(api_keys -> environments (environment_id));
+diesel::joinable!(signing_keys -> environments (environment_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     admins,
@@ -130,4 +191,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     memberships,
     targets,
     audit_events,
+    api_keys,
+    signing_keys,
+    sessions,
+    refresh_tokens,
+    revisions,
 );

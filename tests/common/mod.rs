@@ -129,14 +129,14 @@ impl TestApp {
                 }
             },
         };
-        let config = Config {
-            database_url: database_url.clone(),
-            bind: "127.0.0.1:0".into(),
-            public_url: "http://127.0.0.1".into(),
-            data_dir: dir.path().to_path_buf(),
-            secret_key: vec![7u8; 64],
-            pool_size: 4,
-        };
+        let mut config = Config::new(
+            database_url.clone(),
+            "127.0.0.1:0".into(),
+            "http://127.0.0.1".into(),
+            dir.path().to_path_buf(),
+            vec![7u8; 64],
+        );
+        config.pool_size = 4;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let app = Application::build_with_listener(config, listener)
             .await
