@@ -209,6 +209,8 @@ pub fn update(
             .execute(conn)?;
         replace_tags(conn, flag_id, &valid.tags)?;
         let after = get(conn, flag_id)?;
+        // Read back sorted, like `before_tags`, so a reordering is no change.
+        let after_tags = tags_of(conn, flag_id)?;
         audit::record(
             conn,
             actor,
@@ -220,7 +222,7 @@ pub fn update(
                 flag_id: Some(flag_id),
                 environment_id: None,
                 before: Some(flag_state(&before, &before_tags)),
-                after: Some(flag_state(&after, &valid.tags)),
+                after: Some(flag_state(&after, &after_tags)),
             },
         )?;
         Ok(after)
