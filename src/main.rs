@@ -3,7 +3,8 @@
 use std::io::Read;
 
 use clap::{Parser, Subcommand};
-use flagpole::{admins, db, Application, Config};
+use flagpole::error::AppError;
+use flagpole::{admins, api_keys, db, environments, keys, signing, Application, Config};
 
 #[derive(Parser)]
 #[command(name = "flagpole", version, about = "Self-hosted feature flags")]
@@ -24,10 +25,43 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         flags: usize,
     },
+    /// Manage an environment's secret API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Manage an environment's token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage dashboard accounts.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key and print its secret (shown only this once).
+    Create {
+        #[arg(long)]
+        environment: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Start signing with a new key; the old one stays published until its tokens expire.
+    Rotate {
+        #[arg(long)]
+        environment: String,
+        /// ES256 (default: the current key's), RS256 or EdDSA.
+        #[arg(long, value_parser = ["ES256", "RS256", "EdDSA"])]
+        algorithm: Option<String>,
     },
 }
 
@@ -60,6 +94,44 @@ fn main() -> anyhow::Result<()> {
                 let url = db::DatabaseUrl::parse(&config.database_url)?;
                 flagpole::prepare_database(&url, 1).await?;
                 println!("migrations applied");
+                Ok(())
+            }
+            Command::ApiKey {
+                command: ApiKeyCommand::Create { environment, name },
+            } => {
+                let mut conn = open(&config).await?;
+                let env = environments::by_slug(&mut conn, &environment)
+                    .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
+                let (_, secret) = api_keys::create(&mut conn, "cli", &env.id, &name)
+                    .map_err(|e| anyhow::anyhow!("{}", cli_message(e)))?;
+                println!("{secret}");
+                Ok(())
+            }
+            Command::Keys {
+                command:
+                    KeysCommand::Rotate {
+                        environment,
+                        algorithm,
+                    },
+            } => {
+                let mut conn = open(&config).await?;
+                let env = environments::by_slug(&mut conn, &environment)
+                    .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
+                let sealer = keys::KeySealer::new(&config.secret_key);
+                let algorithm = algorithm.as_deref().and_then(keys::SigningAlgorithm::parse);
+                let key = signing::rotate(
+                    &mut conn,
+                    &sealer,
+                    "cli",
+                    &env.id,
+                    algorithm,
+                    config.access_token_ttl,
+                )
+                .map_err(|e| anyhow::anyhow!("{}", cli_message(e)))?;
+                println!(
+                    "{} now signs with {} key {}",
+                    env.name, key.algorithm, key.id
+                );
                 Ok(())
             }
             Command::SeedDemo { flags } => {
@@ -107,6 +179,25 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// A migrated database connection for a one-off command.
+async fn open(config: &Config) -> anyhow::Result<db::PooledConn> {
+    let url = db::DatabaseUrl::parse(&config.database_url)?;
+    let pool = flagpole::prepare_database(&url, 1).await?;
+    Ok(pool.get()?)
+}
+
+fn cli_message(err: AppError) -> String {
+    match err {
+        AppError::Invalid(errors) => errors
+            .0
+            .iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => format!("{other}"),
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

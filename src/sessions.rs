@@ -53,8 +53,14 @@ pub enum Subject {
     },
     Inline {
         user: UserInput,
-        organization: Option<OrganizationInput>,
+        organization: Option<OrganizationSpec>,
     },
+}
+
+/// An organization named by id or external id, or given inline.
+pub enum OrganizationSpec {
+    Existing(String),
+    Inline(OrganizationInput),
 }
 
 /// A session with the refresh token just issued for it.
@@ -173,7 +179,14 @@ pub fn start(
             Subject::Inline { user, organization } => {
                 let user = provision_user(conn, actor, user)?;
                 let org = match organization {
-                    Some(input) => {
+                    Some(OrganizationSpec::Existing(key)) => {
+                        let org = resolve_organization(conn, key)?;
+                        if !is_member(conn, &user.id, &org.id)? {
+                            return Err(SessionError::NotAMember);
+                        }
+                        Some(org)
+                    }
+                    Some(OrganizationSpec::Inline(input)) => {
                         let org = provision_org(conn, actor, input)?;
                         if !is_member(conn, &user.id, &org.id)? {
                             diesel::insert_into(memberships::table)

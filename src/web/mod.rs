@@ -1,5 +1,6 @@
 //! HTTP: the route table, middleware, static assets and health checks.
 
+pub mod api;
 pub mod auth;
 pub mod context;
 pub mod dashboard;
@@ -74,6 +75,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/static/{file}", web::get().to(static_file))
         .route("/", web::get().to(home))
+        .configure(api::routes)
         .configure(auth::routes)
         .configure(flags::routes)
         .configure(dashboard::routes)
