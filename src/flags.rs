@@ -724,7 +724,7 @@ pub fn describe_targets(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<Ta
     Ok(out)
 }
 
-/// One page of a rule's targets, organizations first, then by name.
+/// One page of a rule's targets: organizations first, then users, each in the order they were added.
 pub fn targets_page(
     conn: &mut DbConn,
     flag_id: &str,
@@ -740,7 +740,7 @@ pub fn targets_page(
     let total: i64 = base().count().get_result(conn)?;
     let ids: Vec<String> = base()
         .order((
-            targets::target_type.desc(),
+            targets::target_type.asc(),
             targets::created_at.asc(),
             targets::target_id.asc(),
         ))
