@@ -13,7 +13,9 @@ use crate::audit::{self, describe_change, AuditFilter};
 use crate::environments::{self, EnvironmentInput, PALETTE};
 use crate::error::{AppError, FieldErrors};
 use crate::ids::human_time;
+use crate::keys::SigningAlgorithm;
 use crate::models::{AuditEvent, Environment};
+use crate::{api_keys, signing};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/environments", web::get().to(environments_page))
@@ -22,6 +24,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/environments/{slug}/move",
             web::post().to(move_environment),
+        )
+        .route(
+            "/environments/{slug}/api-keys",
+            web::post().to(create_api_key),
+        )
+        .route(
+            "/environments/{slug}/api-keys/{id}/revoke",
+            web::post().to(revoke_api_key),
+        )
+        .route(
+            "/environments/{slug}/signing-key",
+            web::post().to(rotate_signing_key),
         )
         .route("/audit", web::get().to(audit_page))
         .route("/admins", web::get().to(admins_page))
@@ -61,11 +75,40 @@ pub fn audit_rows(events: Vec<AuditEvent>, envs: &[Environment]) -> Vec<AuditRow
         .collect()
 }
 
+/// An environment with its credentials, as the Environments page shows it.
+struct EnvironmentDetails {
+    env: Environment,
+    api_keys: Vec<ApiKeyRow>,
+    signing_kid: String,
+    signing_algorithm: String,
+    signing_since: String,
+}
+
+struct ApiKeyRow {
+    id: String,
+    name: String,
+    prefix: String,
+    created: String,
+    created_by: String,
+    last_used: String,
+    revoked: bool,
+}
+
+/// The secret of a key just created, shown once.
+struct NewSecret {
+    env_name: String,
+    name: String,
+    secret: String,
+}
+
 #[derive(Template)]
 #[template(path = "environments.html")]
 struct EnvironmentsPage {
     layout: Layout,
+    details: Vec<EnvironmentDetails>,
     palette: &'static [(&'static str, &'static str)],
+    algorithms: Vec<&'static str>,
+    jwks_url: String,
     new_name: String,
     new_slug: String,
     new_color: String,
@@ -73,19 +116,83 @@ struct EnvironmentsPage {
     errors: FieldErrors,
     /// Which environment's edit form the errors belong to, if not the new one.
     errors_for: String,
+    new_secret: Option<NewSecret>,
+}
+
+/// What the page shows besides the environments themselves.
+#[derive(Default)]
+struct EnvironmentsView {
+    new_name: String,
+    new_slug: String,
+    new_color: Option<String>,
+    new_confirm: bool,
+    errors: FieldErrors,
+    errors_for: String,
+    new_secret: Option<NewSecret>,
+}
+
+async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpResponse, AppError> {
+    let state = ctx.state.clone();
+    let envs = ctx.environments.clone();
+    let details = ctx
+        .state
+        .db(move |conn| {
+            let mut out = Vec::with_capacity(envs.len());
+            for env in envs {
+                let key = signing::active_key(conn, &state.sealer, &env.id)?;
+                let api_keys = api_keys::list(conn, &env.id)?
+                    .into_iter()
+                    .map(|k| ApiKeyRow {
+                        created: human_time(&k.created_at),
+                        last_used: k
+                            .last_used_at
+                            .as_deref()
+                            .map(human_time)
+                            .unwrap_or_else(|| "never".into()),
+                        revoked: k.revoked_at.is_some(),
+                        id: k.id,
+                        name: k.name,
+                        prefix: k.prefix,
+                        created_by: k.created_by,
+                    })
+                    .collect();
+                out.push(EnvironmentDetails {
+                    signing_kid: key.id,
+                    signing_algorithm: key.algorithm,
+                    signing_since: human_time(&key.created_at),
+                    api_keys,
+                    env,
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+    let status = if view.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    render_with_status(
+        &EnvironmentsPage {
+            layout: ctx.layout("Environments", "environments"),
+            details,
+            palette: PALETTE,
+            algorithms: SigningAlgorithm::ALL.iter().map(|a| a.as_str()).collect(),
+            jwks_url: format!("{}/.well-known/jwks.json", ctx.state.config.public_url),
+            new_name: view.new_name,
+            new_slug: view.new_slug,
+            new_color: view.new_color.unwrap_or_else(|| PALETTE[1].1.to_string()),
+            new_confirm: view.new_confirm,
+            errors: view.errors,
+            errors_for: view.errors_for,
+            new_secret: view.new_secret,
+        },
+        status,
+    )
 }
 
 async fn environments_page(ctx: Ctx) -> Result<HttpResponse, AppError> {
-    render(&EnvironmentsPage {
-        layout: ctx.layout("Environments", "environments"),
-        palette: PALETTE,
-        new_name: String::new(),
-        new_slug: String::new(),
-        new_color: PALETTE[1].1.to_string(),
-        new_confirm: false,
-        errors: FieldErrors::default(),
-        errors_for: String::new(),
-    })
+    render_environments(&ctx, EnvironmentsView::default()).await
 }
 
 fn environment_input(form: &Form) -> EnvironmentInput {
@@ -101,12 +208,13 @@ async fn create_environment(ctx: Ctx, form: Form) -> Result<HttpResponse, AppErr
     ctx.require_editor()?;
     let input = environment_input(&form);
     let actor = ctx.actor();
-    let (name, slug, color, confirm) = (
-        input.name.clone(),
-        input.slug.clone(),
-        input.color.clone(),
-        input.require_confirmation,
-    );
+    let view = EnvironmentsView {
+        new_name: input.name.clone(),
+        new_slug: input.slug.clone(),
+        new_color: Some(input.color.clone()),
+        new_confirm: input.require_confirmation,
+        ..Default::default()
+    };
     match ctx
         .state
         .db(move |conn| environments::create(conn, &actor, &input))
@@ -119,19 +227,9 @@ async fn create_environment(ctx: Ctx, form: Form) -> Result<HttpResponse, AppErr
             ));
             Ok(redirect("/environments"))
         }
-        Err(AppError::Invalid(errors)) => render_with_status(
-            &EnvironmentsPage {
-                layout: ctx.layout("Environments", "environments"),
-                palette: PALETTE,
-                new_name: name,
-                new_slug: slug,
-                new_color: color,
-                new_confirm: confirm,
-                errors,
-                errors_for: String::new(),
-            },
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        Err(AppError::Invalid(errors)) => {
+            render_environments(&ctx, EnvironmentsView { errors, ..view }).await
+        }
         Err(other) => Err(other),
     }
 }
@@ -155,21 +253,117 @@ async fn update_environment(
             ctx.flash(format!("Saved {}.", env.name));
             Ok(redirect("/environments"))
         }
-        Err(AppError::Invalid(errors)) => render_with_status(
-            &EnvironmentsPage {
-                layout: ctx.layout("Environments", "environments"),
-                palette: PALETTE,
-                new_name: String::new(),
-                new_slug: String::new(),
-                new_color: PALETTE[1].1.to_string(),
-                new_confirm: false,
+        Err(AppError::Invalid(errors)) => {
+            let view = EnvironmentsView {
                 errors,
                 errors_for: env.slug,
-            },
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+                ..Default::default()
+            };
+            render_environments(&ctx, view).await
+        }
         Err(other) => Err(other),
     }
+}
+
+async fn create_api_key(
+    ctx: Ctx,
+    path: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    ctx.require_editor()?;
+    let env = ctx.environment_by_slug(&path)?;
+    let name = form.get("name");
+    let actor = ctx.actor();
+    let env_id = env.id.clone();
+    match ctx
+        .state
+        .db(move |conn| api_keys::create(conn, &actor, &env_id, &name))
+        .await
+    {
+        Ok((key, secret)) => {
+            let view = EnvironmentsView {
+                new_secret: Some(NewSecret {
+                    env_name: env.name,
+                    name: key.name,
+                    secret,
+                }),
+                ..Default::default()
+            };
+            render_environments(&ctx, view).await
+        }
+        Err(AppError::Invalid(errors)) => {
+            let errors = FieldErrors::single(
+                "key_name",
+                errors.get("name").unwrap_or("Name the key.").to_string(),
+            );
+            let view = EnvironmentsView {
+                errors,
+                errors_for: env.slug,
+                ..Default::default()
+            };
+            render_environments(&ctx, view).await
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn revoke_api_key(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
+    ctx.require_editor()?;
+    let (slug, id) = path.into_inner();
+    let env = ctx.environment_by_slug(&slug)?;
+    let actor = ctx.actor();
+    let key = ctx
+        .state
+        .db(move |conn| {
+            let key = api_keys::list(conn, &env.id)?
+                .into_iter()
+                .find(|k| k.id == id)
+                .ok_or(AppError::NotFound)?;
+            api_keys::revoke(conn, &actor, &key.id)
+        })
+        .await?;
+    ctx.flash(format!(
+        "Revoked the key {}. Calls made with it fail from now on.",
+        key.name
+    ));
+    Ok(redirect("/environments"))
+}
+
+async fn rotate_signing_key(
+    ctx: Ctx,
+    path: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    ctx.require_editor()?;
+    let env = ctx.environment_by_slug(&path)?;
+    let algorithm = SigningAlgorithm::parse(&form.get("algorithm"))
+        .ok_or_else(|| AppError::BadRequest("Choose ES256, RS256 or EdDSA.".into()))?;
+    let actor = ctx.actor();
+    let state = ctx.state.clone();
+    let env_id = env.id.clone();
+    let key = ctx
+        .state
+        .db(move |conn| {
+            signing::rotate(
+                conn,
+                &state.sealer,
+                &actor,
+                &env_id,
+                Some(algorithm),
+                state.config.access_token_ttl,
+            )
+        })
+        .await?;
+    ctx.state.signers.forget(&env.id);
+    ctx.flash(format!(
+        "{} now signs with a new {} key ({}). The old public key stays in the JWKS until its tokens expire.",
+        env.name, key.algorithm, key.id
+    ));
+    Ok(redirect("/environments"))
 }
 
 async fn move_environment(

@@ -12,6 +12,7 @@ use crate::directory::{self, OrganizationInput, UserInput};
 use crate::error::{AppError, FieldErrors};
 use crate::ids::human_time;
 use crate::models::{Organization, User};
+use crate::sessions;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/organizations", web::get().to(list_orgs))
@@ -30,7 +31,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users/new", web::get().to(new_user))
         .route("/users/{id}", web::get().to(show_user))
         .route("/users/{id}", web::post().to(update_user))
-        .route("/users/{id}/delete", web::post().to(delete_user));
+        .route("/users/{id}/delete", web::post().to(delete_user))
+        .route(
+            "/users/{id}/sessions/{session_id}/revoke",
+            web::post().to(revoke_user_session),
+        );
 }
 
 const PER_PAGE: i64 = 25;
@@ -320,6 +325,16 @@ struct UserFormPage {
     errors: FieldErrors,
     organizations: Vec<Organization>,
     created_at: String,
+    sessions: Vec<SessionRow>,
+}
+
+/// A user's active token session, as the user page lists it.
+struct SessionRow {
+    id: String,
+    environment: String,
+    organization: String,
+    started: String,
+    last_refreshed: String,
 }
 
 fn user_input(form: &Form) -> UserInput {
@@ -343,6 +358,7 @@ async fn new_user(ctx: Ctx) -> Result<HttpResponse, AppError> {
         errors: FieldErrors::default(),
         organizations: Vec::new(),
         created_at: String::new(),
+        sessions: Vec::new(),
     })
 }
 
@@ -371,6 +387,7 @@ async fn create_user(ctx: Ctx, form: Form) -> Result<HttpResponse, AppError> {
                 errors,
                 organizations: Vec::new(),
                 created_at: String::new(),
+                sessions: Vec::new(),
             },
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
@@ -383,14 +400,36 @@ async fn user_page(
     id: String,
     edit: Option<(UserInput, FieldErrors)>,
 ) -> Result<HttpResponse, AppError> {
-    let (user, organizations) = ctx
+    let (user, organizations, active) = ctx
         .state
         .db(move |conn| {
             let user = directory::get_user(conn, &id)?;
             let orgs = directory::organizations_of(conn, &user.id)?;
-            Ok((user, orgs))
+            let active = sessions::active_sessions(conn, &user.id)?;
+            Ok((user, orgs, active))
         })
         .await?;
+    let session_rows = active
+        .into_iter()
+        .map(|s| SessionRow {
+            environment: ctx
+                .environments
+                .iter()
+                .find(|e| e.id == s.environment_id)
+                .map_or_else(|| s.environment_id.clone(), |e| e.name.clone()),
+            organization: s
+                .organization_id
+                .as_ref()
+                .and_then(|o| organizations.iter().find(|org| &org.id == o))
+                .map_or_else(
+                    || s.organization_id.clone().unwrap_or_default(),
+                    |o| o.name.clone(),
+                ),
+            started: human_time(&s.created_at),
+            last_refreshed: human_time(&s.last_refreshed_at),
+            id: s.id,
+        })
+        .collect();
     let (status, input, errors) = match edit {
         Some((input, errors)) => (StatusCode::UNPROCESSABLE_ENTITY, input, errors),
         None => (
@@ -415,6 +454,7 @@ async fn user_page(
             external_id: input.external_id,
             errors,
             organizations,
+            sessions: session_rows,
         },
         status,
     )
@@ -462,4 +502,26 @@ async fn delete_user(
         .await?;
     ctx.flash("Deleted the user, their memberships and the flag targets that named them.");
     Ok(redirect("/users"))
+}
+
+async fn revoke_user_session(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
+    ctx.require_editor()?;
+    let (user_id, session_id) = path.into_inner();
+    let actor = ctx.actor();
+    let uid = user_id.clone();
+    ctx.state
+        .db(move |conn| {
+            let active = sessions::active_sessions(conn, &uid)?;
+            if !active.iter().any(|s| s.id == session_id) {
+                return Err(AppError::NotFound);
+            }
+            sessions::revoke_by_admin(conn, &actor, &session_id)
+        })
+        .await?;
+    ctx.flash("Revoked the session: its refresh token no longer works. Its current access token expires within minutes.");
+    Ok(redirect(&format!("/users/{user_id}")))
 }
