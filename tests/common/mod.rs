@@ -115,6 +115,14 @@ pub struct TestApp {
 impl TestApp {
     /// Starts Flagpole on `backend`; `None` (after saying so) when PostgreSQL is unreachable outside CI.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts Flagpole with settings changed by `configure`.
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<TestApp> {
         let dir = tempfile::tempdir().expect("temp dir");
         let (database_url, pg) = match backend {
             Backend::Sqlite => (
@@ -137,6 +145,7 @@ impl TestApp {
             vec![7u8; 64],
         );
         config.pool_size = 4;
+        configure(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let app = Application::build_with_listener(config, listener)
             .await
@@ -289,5 +298,84 @@ impl Client {
             &[("_csrf", &token), ("email", email), ("password", password)],
         )
         .await
+    }
+}
+
+/// An answer of the JSON API.
+#[derive(Debug)]
+pub struct Json {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Json {
+    /// The `error.code` of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// A client of the JSON API, optionally with a secret key.
+pub struct Api {
+    pub base: String,
+    pub key: Option<String>,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn api(&self, key: Option<&str>) -> Api {
+        Api {
+            base: self.base.clone(),
+            key: key.map(str::to_string),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Api {
+    async fn answer(resp: reqwest::Response) -> Json {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("the API answered {status} with non-JSON: {text}"))
+        };
+        Json {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn with_key(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Json {
+        let req = self.with_key(self.http.get(format!("{}{}", self.base, path)));
+        Self::answer(req.send().await.expect("GET")).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Json {
+        let req = self.with_key(self.http.post(format!("{}{}", self.base, path)).json(&body));
+        Self::answer(req.send().await.expect("POST")).await
+    }
+
+    /// Posts a raw body with a JSON content type.
+    pub async fn post_raw(&self, path: &str, body: &str) -> Json {
+        let req = self.with_key(
+            self.http
+                .post(format!("{}{}", self.base, path))
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        );
+        Self::answer(req.send().await.expect("POST")).await
     }
 }
