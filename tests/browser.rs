@@ -476,6 +476,9 @@ async fn scenario(app: &TestApp, b: &Browser) {
             .as_deref(),
         Some("false")
     );
+    // The page as it stays, without the one-time message.
+    b.open("/flags/advanced-reports").await;
+    b.heading("Advanced reports").await;
     b.screenshot("flag").await;
 
     // The list shows Production's state; the phone layout does not scroll sideways.
