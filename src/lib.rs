@@ -6,6 +6,7 @@
 pub mod admins;
 pub mod api_keys;
 pub mod audit;
+pub mod bench;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -25,6 +25,18 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         flags: usize,
     },
+    /// Measure evaluation and token signing speed on this machine.
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        flags: usize,
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        #[arg(long, default_value_t = 1000)]
+        organizations: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Manage an environment's secret API keys.
     ApiKey {
         #[command(subcommand)]
@@ -86,10 +98,25 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Bench {
+        flags,
+        users,
+        organizations,
+        seconds,
+    }) = &cli.command
+    {
+        return flagpole::bench::run(&flagpole::bench::BenchOptions {
+            flags: *flags,
+            users: (*users).max(1),
+            organizations: (*organizations).max(1),
+            seconds: *seconds,
+        });
+    }
     let config = Config::from_env()?;
     actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
+            Command::Bench { .. } => Ok(()),
             Command::Migrate => {
                 let url = db::DatabaseUrl::parse(&config.database_url)?;
                 flagpole::prepare_database(&url, 1).await?;
