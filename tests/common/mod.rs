@@ -165,6 +165,35 @@ impl TestApp {
         })
     }
 
+    /// Another Flagpole instance on the same database, as behind a load balancer.
+    pub async fn second_instance(&self) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::new(
+            self.database_url.clone(),
+            "127.0.0.1:0".into(),
+            "http://127.0.0.1".into(),
+            dir.path().to_path_buf(),
+            vec![7u8; 64],
+        );
+        config.pool_size = 4;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let app = Application::build_with_listener(config, listener)
+            .await
+            .expect("the second instance starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        actix_web::rt::spawn(app.run_until_stopped());
+        TestApp {
+            backend: self.backend,
+            base,
+            setup_url: None,
+            state,
+            database_url: self.database_url.clone(),
+            _dir: dir,
+            _pg: None,
+        }
+    }
+
     /// A pooled connection for checking what the database holds.
     pub fn conn(&self) -> flagpole::db::PooledConn {
         self.state.pool.get().expect("a database connection")
