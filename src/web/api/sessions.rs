@@ -1,275 +1,37 @@
-//! The JSON API for applications: sessions (the token endpoint), evaluation,
-//! and the published keys. Errors are `{"error": {"code", "message", "field"?}}`.
+//! The token endpoint (sessions), evaluation without a token, and the
+//! published keys.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::dev::Payload;
-use actix_web::error::JsonPayloadError;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::{ApiAuth, ApiError};
 use crate::directory::{OrganizationInput, UserInput};
 use crate::error::AppError;
 use crate::keys::SigningAlgorithm;
-use crate::models::{ApiKey, Environment, User};
+use crate::models::{Environment, User};
 use crate::sessions::{self, Issued, OrganizationSpec, RevokeTarget, SessionError, Subject};
 use crate::signing::Signer;
-use crate::{api_keys, environments, signing, AppState};
+use crate::{environments, signing, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/v1")
-            .app_data(json_config())
-            .route("/sessions", web::post().to(start_session))
-            .route("/sessions/refresh", web::post().to(refresh_session))
-            .route("/sessions/revoke", web::post().to(revoke_session))
-            .route("/evaluate", web::post().to(evaluate))
-            .route(
-                "/users/{id}/feature-flags",
-                web::get().to(user_feature_flags),
-            )
-            .default_service(web::to(api_not_found)),
-    )
-    .route("/.well-known/jwks.json", web::get().to(jwks))
-    .route(
-        "/.well-known/openid-configuration",
-        web::get().to(openid_configuration),
-    );
+    cfg.route("/sessions", web::post().to(start_session))
+        .route("/sessions/refresh", web::post().to(refresh_session))
+        .route("/sessions/revoke", web::post().to(revoke_session))
+        .route("/evaluate", web::post().to(evaluate))
+        .route(
+            "/users/{id}/feature-flags",
+            web::get().to(user_feature_flags),
+        );
 }
 
-/// An API error: a status, a stable snake_case code, and what to do about it.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub field: Option<String>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-        }
-    }
-    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "invalid_field",
-            message: message.into(),
-            field: Some(field.to_string()),
-        }
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-    fn error_response(&self) -> HttpResponse {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(field) = &self.field {
-            error["field"] = json!(field);
-        }
-        HttpResponse::build(self.status).json(json!({ "error": error }))
-    }
-}
-
-impl From<AppError> for ApiError {
-    fn from(err: AppError) -> Self {
-        match err {
-            AppError::NotFound => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such object.")
-            }
-            AppError::Invalid(errors) => {
-                let (field, message) = errors
-                    .0
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| ("body".into(), "Invalid input.".into()));
-                ApiError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    code: "invalid_field",
-                    message,
-                    field: Some(field),
-                }
-            }
-            AppError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m),
-            AppError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
-            AppError::Stale(m) => ApiError::new(StatusCode::PRECONDITION_FAILED, "stale", m),
-            AppError::TooManyAttempts(m) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", m)
-            }
-            AppError::Csrf | AppError::LoginRequired(_) => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Send a secret API key as Authorization: Bearer sk_…",
-            ),
-            AppError::Internal(cause) => {
-                tracing::error!(error = ?cause, "API request failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "Something went wrong on our side. The problem was logged.",
-                )
-            }
-        }
-    }
-}
-
-impl From<SessionError> for ApiError {
-    fn from(err: SessionError) -> Self {
-        use StatusCode as S;
-        match err {
-            SessionError::UserNotFound => ApiError::new(
-                S::NOT_FOUND,
-                "user_not_found",
-                "No user has this id or external id.",
-            ),
-            SessionError::OrganizationNotFound => ApiError::new(
-                S::NOT_FOUND,
-                "organization_not_found",
-                "No organization has this id or external id.",
-            ),
-            SessionError::NotAMember => ApiError::new(
-                S::FORBIDDEN,
-                "not_a_member",
-                "The user is not a member of this organization. Add the membership first, or name an organization the user belongs to.",
-            ),
-            SessionError::InvalidRefreshToken => ApiError::new(
-                S::UNAUTHORIZED,
-                "invalid_refresh_token",
-                "This refresh token is not valid. Start a new session.",
-            ),
-            SessionError::RefreshTokenReused => ApiError::new(
-                S::UNAUTHORIZED,
-                "refresh_token_reused",
-                "This refresh token was already used, so the session was revoked to protect the user. Start a new session.",
-            ),
-            SessionError::SessionRevoked => ApiError::new(
-                S::UNAUTHORIZED,
-                "session_revoked",
-                "This session was revoked. Start a new session.",
-            ),
-            SessionError::SessionExpired => ApiError::new(
-                S::UNAUTHORIZED,
-                "session_expired",
-                "This session expired. Start a new session.",
-            ),
-            SessionError::SessionNotFound => ApiError::new(
-                S::NOT_FOUND,
-                "session_not_found",
-                "No session of this environment has this id or refresh token.",
-            ),
-            SessionError::Other(e) => e.into(),
-        }
-    }
-}
-
-fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(1 << 20)
-        .error_handler(|err, _req| {
-            let api = match &err {
-                JsonPayloadError::ContentType => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "Send the body as JSON with Content-Type: application/json.",
-                ),
-                JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    "The body is larger than 1 MiB.",
-                ),
-                JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
-                    format!("The body does not have the expected shape: {e}"),
-                ),
-                other => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!("The body is not valid JSON: {other}"),
-                ),
-            };
-            api.into()
-        })
-}
-
-async fn api_not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "route_not_found",
-        "No API route has this method and path.",
-    ))
-}
-
-/// A caller authenticated by a secret API key; the key decides the environment.
-pub struct ApiAuth {
-    pub key: ApiKey,
-    pub environment: Environment,
-}
-
-impl ApiAuth {
-    /// How the audit trail names changes made with this key.
-    pub fn actor(&self) -> String {
-        format!("api key {} ({})", self.key.name, self.key.prefix)
-    }
-}
-
-type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
-
-impl FromRequest for ApiAuth {
-    type Error = ApiError;
-    type Future = LocalFuture<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let secret = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|s| s.trim().to_string());
-        Box::pin(async move {
-            let state = state
-                .ok_or_else(|| ApiError::from(AppError::Internal(anyhow::anyhow!("no state"))))?;
-            let Some(secret) = secret else {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "missing_api_key",
-                    "Send a secret API key as Authorization: Bearer sk_…",
-                ));
-            };
-            let found = state
-                .db(move |conn| Ok(api_keys::authenticate(conn, &secret)?))
-                .await?;
-            match found {
-                Some((key, environment)) => Ok(ApiAuth { key, environment }),
-                None => Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_api_key",
-                    "This API key is unknown or revoked.",
-                )),
-            }
-        })
-    }
+pub fn well_known_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/.well-known/jwks.json", web::get().to(jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            web::get().to(openid_configuration),
+        );
 }
 
 #[derive(Deserialize)]
