@@ -133,7 +133,7 @@ pub fn create(
             .execute(conn)
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    AppError::Invalid(FieldErrors::single(
+                    AppError::Invalid(FieldErrors::conflict(
                         "email",
                         "An admin with this email already exists.",
                     ))

@@ -42,7 +42,7 @@ impl Config {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         let bind = var("FLAGPOLE_BIND").unwrap_or_else(|| DEFAULT_BIND.into());
-        let public_url = var("FLAGPOLE_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}"));
+        let public_url = var("FLAGPOLE_PUBLIC_URL").unwrap_or_else(|| default_public_url(&bind));
         let data_dir = PathBuf::from(var("FLAGPOLE_DATA_DIR").unwrap_or_else(|| ".".into()));
         let secret_key = match var("FLAGPOLE_SECRET_KEY") {
             Some(key) => parse_secret_key(&key)?,
@@ -130,10 +130,20 @@ impl Config {
     }
 }
 
+/// `http://` + the bind address, with a wildcard host (0.0.0.0, [::]) shown
+/// as localhost, since nobody can open a link to 0.0.0.0.
+fn default_public_url(bind: &str) -> String {
+    let address = bind
+        .strip_prefix("0.0.0.0:")
+        .or_else(|| bind.strip_prefix("[::]:"))
+        .map_or_else(|| bind.to_string(), |port| format!("localhost:{port}"));
+    format!("http://{address}")
+}
+
 /// A key given as hex (64+ digits) is decoded; any other text of 32+ bytes is used as is.
 fn parse_secret_key(key: &str) -> anyhow::Result<Vec<u8>> {
     let key = key.trim();
-    if key.len() >= 64 && key.len() % 2 == 0 {
+    if key.len() >= 64 && key.len().is_multiple_of(2) {
         if let Ok(bytes) = hex::decode(key) {
             return Ok(bytes);
         }

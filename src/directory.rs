@@ -41,7 +41,7 @@ fn unique_error(
             _ => String::new(),
         };
         let (field, message) = field_of(&detail);
-        AppError::Invalid(FieldErrors::single(field, message))
+        AppError::Invalid(FieldErrors::conflict(field, message))
     } else {
         err.into()
     }

@@ -127,7 +127,7 @@ fn insert(
         .execute(conn)
         .map_err(|e| {
             if is_unique_violation(&e) {
-                AppError::Invalid(FieldErrors::single(
+                AppError::Invalid(FieldErrors::conflict(
                     "slug",
                     "An environment with this slug already exists.",
                 ))

@@ -5,9 +5,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
-/// Validation problems, each tied to the form or API field it concerns.
+/// Validation problems, each tied to the form or API field it concerns. The
+/// flag is set when the value is valid but already taken (a duplicate), which
+/// the API answers with 409 rather than 422.
 #[derive(Debug, Clone, Default)]
-pub struct FieldErrors(pub Vec<(String, String)>);
+pub struct FieldErrors(pub Vec<(String, String)>, pub bool);
 
 impl FieldErrors {
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
@@ -21,6 +23,15 @@ impl FieldErrors {
             .iter()
             .find(|(f, _)| f == field)
             .map(|(_, m)| m.as_str())
+    }
+    /// A value that is valid but already taken by another object.
+    pub fn conflict(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::single(field, message);
+        errors.1 = true;
+        errors
+    }
+    pub fn is_conflict(&self) -> bool {
+        self.1
     }
     pub fn single(field: &str, message: impl Into<String>) -> Self {
         let mut errors = Self::default();

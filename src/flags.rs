@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::audit::{self, Change};
 use crate::db::schema::{environments, flag_tags, flags, organizations, rules, targets, users};
-use crate::db::{contains_pattern, is_unique_violation, lower, DbConn};
+use crate::db::{contains_pattern, is_unique_violation, lower, Db, DbConn};
 use crate::error::{AppError, FieldErrors};
 use crate::ids::{new_id, now};
 use crate::models::{Environment, Flag, FlagTag, Organization, Rule, Target, User};
@@ -127,7 +127,7 @@ pub fn create(conn: &mut DbConn, actor: &str, input: &FlagInput) -> Result<Flag,
             .execute(conn)
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    AppError::Invalid(FieldErrors::single(
+                    AppError::Invalid(FieldErrors::conflict(
                         "slug",
                         "A flag with this slug already exists. Choose another slug.",
                     ))
@@ -312,38 +312,56 @@ pub struct FlagListItem {
     pub target_count: i64,
 }
 
+/// Flags whose name, slug or description contains `q`, with `tag` if given,
+/// archived or not: the one search of the dashboard and the API.
+pub fn matching<'a>(q: &str, tag: Option<&str>, archived: bool) -> flags::BoxedQuery<'a, Db> {
+    let mut query = flags::table
+        .filter(flags::archived.eq(archived))
+        .into_boxed();
+    let needle = q.trim();
+    if !needle.is_empty() {
+        let pattern = contains_pattern(needle);
+        query = query.filter(
+            lower(flags::name)
+                .like(pattern.clone())
+                .escape('\\')
+                .or(lower(flags::slug).like(pattern.clone()).escape('\\'))
+                .or(lower(flags::description).like(pattern).escape('\\')),
+        );
+    }
+    if let Some(tag) = tag {
+        query = query.filter(
+            flags::id.eq_any(
+                flag_tags::table
+                    .filter(flag_tags::tag.eq(tag.to_string()))
+                    .select(flag_tags::flag_id),
+            ),
+        );
+    }
+    query
+}
+
+/// Tags of several flags at once.
+pub fn tags_by_flag(conn: &mut DbConn, ids: &[&str]) -> QueryResult<HashMap<String, Vec<String>>> {
+    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
+    for t in flag_tags::table
+        .filter(flag_tags::flag_id.eq_any(ids))
+        .order(flag_tags::tag.asc())
+        .select(FlagTag::as_select())
+        .load(conn)?
+    {
+        tags.entry(t.flag_id).or_default().push(t.tag);
+    }
+    Ok(tags)
+}
+
 /// One page of flags, newest first, each with its rule in `env_id`.
 pub fn list(
     conn: &mut DbConn,
     env_id: &str,
     query: &FlagQuery,
 ) -> QueryResult<(Vec<FlagListItem>, i64)> {
-    let build = || {
-        let mut q = flags::table
-            .filter(flags::archived.eq(query.archived))
-            .into_boxed();
-        let needle = query.q.trim();
-        if !needle.is_empty() {
-            let pattern = contains_pattern(needle);
-            q = q.filter(
-                lower(flags::name)
-                    .like(pattern.clone())
-                    .escape('\\')
-                    .or(lower(flags::slug).like(pattern.clone()).escape('\\'))
-                    .or(lower(flags::description).like(pattern).escape('\\')),
-            );
-        }
-        if let Some(tag) = &query.tag {
-            q = q.filter(
-                flags::id.eq_any(
-                    flag_tags::table
-                        .filter(flag_tags::tag.eq(tag.clone()))
-                        .select(flag_tags::flag_id),
-                ),
-            );
-        }
-        q
-    };
+    let build = || matching(&query.q, query.tag.as_deref(), query.archived);
     let total: i64 = build().count().get_result(conn)?;
     let page: Vec<Flag> = build()
         .order((flags::created_at.desc(), flags::id.desc()))
@@ -368,15 +386,7 @@ pub fn list(
         .load::<(String, i64)>(conn)?
         .into_iter()
         .collect();
-    let mut tags: HashMap<String, Vec<String>> = HashMap::new();
-    for t in flag_tags::table
-        .filter(flag_tags::flag_id.eq_any(&ids))
-        .order(flag_tags::tag.asc())
-        .select(FlagTag::as_select())
-        .load(conn)?
-    {
-        tags.entry(t.flag_id).or_default().push(t.tag);
-    }
+    let mut tags = tags_by_flag(conn, &ids)?;
     let items = page
         .into_iter()
         .filter_map(|flag| {
@@ -791,20 +801,19 @@ pub fn search_targetables(conn: &mut DbConn, q: &str, limit: i64) -> QueryResult
         .collect())
 }
 
-/// Every rule that can turn a flag on (enabled, mode Some or All, flag not
-/// archived) with its targets: what the evaluation index is built from.
+/// Every rule with its flag's slug and archived state, and the targets of
+/// those that can turn a flag on by target (enabled, mode Some, flag not
+/// archived): what the evaluation index is built from. The index keeps the
+/// other rules only to say why a flag is off.
 pub fn rule_facts(conn: &mut DbConn) -> QueryResult<Vec<crate::evaluation::RuleFacts>> {
-    let live: Vec<(Rule, String)> = rules::table
+    let rows: Vec<(Rule, String, bool)> = rules::table
         .inner_join(flags::table)
-        .filter(rules::enabled.eq(true))
-        .filter(rules::mode.ne("none"))
-        .filter(flags::archived.eq(false))
-        .select((Rule::as_select(), flags::slug))
+        .select((Rule::as_select(), flags::slug, flags::archived))
         .load(conn)?;
-    let mut by_rule: HashMap<(String, String), (Vec<String>, Vec<String>)> = live
+    let mut by_rule: HashMap<(String, String), (Vec<String>, Vec<String>)> = rows
         .iter()
-        .filter(|(r, _)| r.mode == "some")
-        .map(|(r, _)| {
+        .filter(|(r, _, archived)| r.mode == "some" && r.enabled && !archived)
+        .map(|(r, _, _)| {
             (
                 (r.flag_id.clone(), r.environment_id.clone()),
                 Default::default(),
@@ -822,9 +831,9 @@ pub fn rule_facts(conn: &mut DbConn) -> QueryResult<Vec<crate::evaluation::RuleF
             }
         }
     }
-    Ok(live
+    Ok(rows
         .into_iter()
-        .map(|(rule, slug)| {
+        .map(|(rule, slug, archived)| {
             let (user_targets, organization_targets) = by_rule
                 .remove(&(rule.flag_id.clone(), rule.environment_id.clone()))
                 .unwrap_or_default();
@@ -832,7 +841,7 @@ pub fn rule_facts(conn: &mut DbConn) -> QueryResult<Vec<crate::evaluation::RuleF
                 environment_id: rule.environment_id,
                 slug,
                 enabled: rule.enabled,
-                archived: false,
+                archived,
                 mode: rule.mode,
                 user_targets,
                 organization_targets,

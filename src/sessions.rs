@@ -229,7 +229,7 @@ pub fn start(
 }
 
 enum RefreshOutcome {
-    Issued(Issued),
+    Issued(Box<Issued>),
     Reused,
 }
 
@@ -294,11 +294,11 @@ pub fn refresh(
                 let successor = String::from_utf8(sealer.open(sealed, &row.token_hash)?)
                     .map_err(|e| AppError::Internal(e.into()))?;
                 let user = directory::get_user(conn, &session.user_id)?;
-                return Ok(RefreshOutcome::Issued(Issued {
+                return Ok(RefreshOutcome::Issued(Box::new(Issued {
                     session,
                     user,
                     refresh_token: successor,
-                }));
+                })));
             }
             revoke_session(conn, &session.id, "refresh_token_reused")?;
             return Ok(RefreshOutcome::Reused);
@@ -340,14 +340,14 @@ pub fn refresh(
             ))
             .execute(conn)?;
         let user = directory::get_user(conn, &session.user_id)?;
-        Ok(RefreshOutcome::Issued(Issued {
+        Ok(RefreshOutcome::Issued(Box::new(Issued {
             session,
             user,
             refresh_token: new_token,
-        }))
+        })))
     })?;
     match outcome {
-        RefreshOutcome::Issued(issued) => Ok(issued),
+        RefreshOutcome::Issued(issued) => Ok(*issued),
         RefreshOutcome::Reused => Err(SessionError::RefreshTokenReused),
     }
 }

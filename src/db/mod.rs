@@ -16,6 +16,9 @@ pub enum DbConn {
     Pg(PgConnection),
 }
 
+/// The backend type of `DbConn`, for boxed queries.
+pub type Db = <DbConn as Connection>::Backend;
+
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConn = r2d2::PooledConnection<Manager>;
 

@@ -16,6 +16,9 @@ use crate::models::{ApiKey, Environment};
 use crate::sessions::SessionError;
 use crate::{api_keys, AppState};
 
+pub mod flags;
+pub mod ofrep;
+pub mod paging;
 pub mod sessions;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -23,7 +26,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .app_data(json_config())
             .configure(sessions::routes)
+            .configure(flags::routes)
             .default_service(web::to(api_not_found)),
+    )
+    .service(
+        web::scope("/ofrep/v1")
+            .configure(ofrep::routes)
+            .default_service(web::to(ofrep::not_found)),
     )
     .configure(sessions::well_known_routes);
 }
@@ -82,14 +91,19 @@ impl From<AppError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such object.")
             }
             AppError::Invalid(errors) => {
+                let (status, code) = if errors.is_conflict() {
+                    (StatusCode::CONFLICT, "duplicate")
+                } else {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+                };
                 let (field, message) = errors
                     .0
                     .into_iter()
                     .next()
                     .unwrap_or_else(|| ("body".into(), "Invalid input.".into()));
                 ApiError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    code: "invalid_field",
+                    status,
+                    code,
                     message,
                     field: Some(field),
                 }

@@ -1,0 +1,673 @@
+//! Managing feature flags and their rules with a secret key. A rule answers
+//! with an `ETag` (its version); a change sent with a stale `If-Match` is
+//! refused with 412 and changes nothing.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::paging::{envelope, ListQuery};
+use super::{ApiAuth, ApiError};
+use crate::db::schema::{flags as flags_table, targets};
+use crate::db::DbConn;
+use crate::directory;
+use crate::error::AppError;
+use crate::flags::{self, mode_of, FlagInput, Mode, RuleChange, TargetKind, TargetView};
+use crate::models::{Environment, Flag, Rule};
+use crate::{environments, paginate, AppState};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/feature-flags", web::get().to(list))
+        .route("/feature-flags", web::post().to(create))
+        .route("/feature-flags/{slug}", web::get().to(get))
+        .route("/feature-flags/{slug}", web::patch().to(update))
+        .route("/feature-flags/{slug}/archive", web::post().to(archive))
+        .route("/feature-flags/{slug}/unarchive", web::post().to(unarchive))
+        .route(
+            "/feature-flags/{slug}/environments/{env}",
+            web::get().to(get_rule),
+        )
+        .route(
+            "/feature-flags/{slug}/environments/{env}",
+            web::put().to(put_rule),
+        )
+        .route(
+            "/feature-flags/{slug}/environments/{env}/enable",
+            web::post().to(enable),
+        )
+        .route(
+            "/feature-flags/{slug}/environments/{env}/disable",
+            web::post().to(disable),
+        )
+        .route(
+            "/feature-flags/{slug}/environments/{env}/targets",
+            web::post().to(add_target),
+        )
+        .route(
+            "/feature-flags/{slug}/environments/{env}/targets/{id}",
+            web::delete().to(remove_target),
+        );
+}
+
+pub fn flag_json(flag: &Flag, tags: &[String]) -> Value {
+    json!({
+        "object": "feature_flag",
+        "id": flag.id,
+        "slug": flag.slug,
+        "name": flag.name,
+        "description": flag.description,
+        "tags": tags,
+        "archived": flag.archived,
+        "created_at": flag.created_at,
+        "updated_at": flag.updated_at,
+    })
+}
+
+fn flag_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "flag_not_found",
+        "No feature flag has this slug.",
+    )
+}
+
+fn load_flag(conn: &mut DbConn, slug: &str) -> Result<Flag, AppError> {
+    flags::by_slug(conn, slug).map_err(AppError::from)
+}
+
+/// Maps "no such flag" to its own code; other errors pass through.
+fn for_flag(err: AppError) -> ApiError {
+    match err {
+        AppError::NotFound => flag_not_found(),
+        other => other.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    q: Option<String>,
+    tag: Option<String>,
+    archived: Option<String>,
+    #[serde(flatten)]
+    page: ListQuery,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    _auth: ApiAuth,
+    query: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = query.into_inner();
+    let cursor = params.page.cursor()?;
+    let archived = match params.archived.as_deref() {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("archived", "archived is true or false.")),
+    };
+    let q = params.q.unwrap_or_default();
+    let tag = params.tag.filter(|t| !t.is_empty());
+    let (page, tags) = state
+        .db(move |conn| {
+            use diesel::prelude::*;
+            let page = paginate!(
+                flags::matching(&q, tag.as_deref(), archived),
+                flags_table::id,
+                &cursor,
+                conn,
+                Flag,
+                |f: &Flag| f.id.clone()
+            );
+            let ids: Vec<&str> = page.data.iter().map(|f| f.id.as_str()).collect();
+            let tags = flags::tags_by_flag(conn, &ids)?;
+            Ok((page, tags))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(envelope(&page, |f| {
+        flag_json(f, tags.get(&f.id).map_or(&[][..], Vec::as_slice))
+    })))
+}
+
+/// Tags as the API sends them: a list of strings.
+fn tags_text(tags: &Option<Vec<String>>) -> String {
+    tags.as_ref().map(|t| t.join(",")).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: Option<String>,
+    slug: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if body
+        .tags
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|tag| tag.contains(',')))
+    {
+        return Err(ApiError::invalid("tags", "A tag cannot contain a comma."));
+    }
+    let input = FlagInput {
+        name: body.name.unwrap_or_default(),
+        slug: body.slug.unwrap_or_default(),
+        description: body.description.unwrap_or_default(),
+        tags: tags_text(&body.tags),
+    };
+    let actor = auth.actor();
+    let (flag, tags) = state
+        .db(move |conn| {
+            let flag = flags::create(conn, &actor, &input)?;
+            let tags = flags::tags_of(conn, &flag.id)?;
+            Ok((flag, tags))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(flag_json(&flag, &tags)))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    _auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let slug = path.into_inner();
+    let (flag, tags) = state
+        .db(move |conn| {
+            let flag = load_flag(conn, &slug)?;
+            let tags = flags::tags_of(conn, &flag.id)?;
+            Ok((flag, tags))
+        })
+        .await
+        .map_err(for_flag)?;
+    Ok(HttpResponse::Ok().json(flag_json(&flag, &tags)))
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    name: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+    slug: Option<String>,
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    path: web::Path<String>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let slug = path.into_inner();
+    let body = body.into_inner();
+    if body.slug.as_ref().is_some_and(|s| *s != slug) {
+        return Err(ApiError::invalid(
+            "slug",
+            "A flag's slug cannot change: applications depend on it.",
+        ));
+    }
+    let actor = auth.actor();
+    let (flag, tags) = state
+        .db(move |conn| {
+            let flag = load_flag(conn, &slug)?;
+            let current_tags = flags::tags_of(conn, &flag.id)?;
+            let input = FlagInput {
+                name: body.name.unwrap_or(flag.name.clone()),
+                slug: flag.slug.clone(),
+                description: body.description.unwrap_or(flag.description.clone()),
+                tags: match &body.tags {
+                    Some(_) => tags_text(&body.tags),
+                    None => current_tags.join(","),
+                },
+            };
+            let flag = flags::update(conn, &actor, &flag.id, &input)?;
+            let tags = flags::tags_of(conn, &flag.id)?;
+            Ok((flag, tags))
+        })
+        .await
+        .map_err(for_flag)?;
+    Ok(HttpResponse::Ok().json(flag_json(&flag, &tags)))
+}
+
+async fn set_archived(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    slug: String,
+    archived: bool,
+) -> Result<HttpResponse, ApiError> {
+    let actor = auth.actor();
+    let (flag, tags) = state
+        .db(move |conn| {
+            let flag = load_flag(conn, &slug)?;
+            let flag = flags::set_archived(conn, &actor, &flag.id, archived)?;
+            let tags = flags::tags_of(conn, &flag.id)?;
+            Ok((flag, tags))
+        })
+        .await
+        .map_err(for_flag)?;
+    Ok(HttpResponse::Ok().json(flag_json(&flag, &tags)))
+}
+
+async fn archive(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_archived(state, auth, path.into_inner(), true).await
+}
+
+async fn unarchive(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_archived(state, auth, path.into_inner(), false).await
+}
+
+/// The environment named in the path, which must be the key's own: a
+/// Staging key never changes Production.
+fn rule_environment(auth: &ApiAuth, slug: &str) -> Result<Environment, ApiError> {
+    if auth.environment.slug == slug {
+        return Ok(auth.environment.clone());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "wrong_environment",
+        format!(
+            "This key belongs to the environment {:?}. Use a key of {slug:?} to read or change its rules.",
+            auth.environment.slug
+        ),
+    ))
+}
+
+fn etag(rule: &Rule) -> String {
+    format!("\"{}\"", rule.version)
+}
+
+/// The version an `If-Match` header names, if any.
+fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i32>()
+        .map(Some)
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_if_match",
+                "If-Match takes the ETag of the rule, as GET returned it.",
+            )
+        })
+}
+
+fn stale() -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "stale",
+        "The rule changed since you read it (its ETag differs). Nothing was changed: read it again and retry.",
+    )
+}
+
+fn target_json(t: &TargetView) -> Value {
+    json!({"type": t.kind, "id": t.id, "name": t.label})
+}
+
+/// A rule as JSON with its ETag.
+fn rule_response(
+    status: StatusCode,
+    flag: &Flag,
+    env: &Environment,
+    rule: &Rule,
+    targets: &[TargetView],
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::ETAG, etag(rule)))
+        .json(json!({
+            "object": "feature_flag_rule",
+            "flag": flag.slug,
+            "environment": env.slug,
+            "mode": rule.mode,
+            "enabled": rule.enabled,
+            "version": rule.version,
+            "targets": targets.iter().map(target_json).collect::<Vec<_>>(),
+            "updated_at": rule.updated_at,
+            "updated_by": rule.updated_by,
+        }))
+}
+
+fn all_target_ids(conn: &mut DbConn, flag_id: &str, env_id: &str) -> Result<Vec<String>, AppError> {
+    use diesel::prelude::*;
+    Ok(targets::table
+        .filter(targets::flag_id.eq(flag_id))
+        .filter(targets::environment_id.eq(env_id))
+        .order((targets::target_type.desc(), targets::created_at.asc()))
+        .select(targets::target_id)
+        .load(conn)?)
+}
+
+/// Reads a rule after a change and answers with it.
+fn rule_state(
+    conn: &mut DbConn,
+    flag: &Flag,
+    env: &Environment,
+) -> Result<(Rule, Vec<TargetView>), AppError> {
+    let rule = flags::rule(conn, &flag.id, &env.id)?;
+    let ids = all_target_ids(conn, &flag.id, &env.id)?;
+    Ok((rule, flags::describe_targets(conn, &ids)?))
+}
+
+async fn get_rule(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, env_slug) = path.into_inner();
+    let env = rule_environment(&auth, &env_slug)?;
+    let e = env.clone();
+    let (flag, rule, targets) = state
+        .db(move |conn| {
+            let flag = load_flag(conn, &slug)?;
+            let (rule, targets) = rule_state(conn, &flag, &e)?;
+            Ok((flag, rule, targets))
+        })
+        .await
+        .map_err(for_flag)?;
+    Ok(rule_response(StatusCode::OK, &flag, &env, &rule, &targets))
+}
+
+/// A target as the API names it: `{"type": "user"|"organization", "id": …}`,
+/// where the id is a Flagpole id or an external id.
+#[derive(Deserialize)]
+struct TargetRef {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    id: Option<String>,
+}
+
+/// Resolves a target reference to a Flagpole id.
+fn resolve_target(
+    conn: &mut DbConn,
+    target: &TargetRef,
+    field: &str,
+) -> Result<Result<String, ApiError>, AppError> {
+    let Some(id) = target
+        .id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(Err(ApiError::invalid(field, "Each target needs an id.")));
+    };
+    let kind = match target.kind.as_deref() {
+        Some("user") => TargetKind::User,
+        Some("organization") => TargetKind::Organization,
+        None => match TargetKind::of_id(id) {
+            Some(kind) => kind,
+            None => {
+                return Ok(Err(ApiError::invalid(
+                    field,
+                    "Say whether the target is a \"user\" or an \"organization\" when giving an external id.",
+                )))
+            }
+        },
+        Some(_) => return Ok(Err(ApiError::invalid(field, "A target's type is \"user\" or \"organization\"."))),
+    };
+    let found = match kind {
+        TargetKind::User => directory::find_user_by_id_or_external(conn, id)?.map(|u| u.id),
+        TargetKind::Organization => directory::find_org(conn, id)?.map(|o| o.id),
+    };
+    Ok(found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            if kind == TargetKind::User {
+                "user_not_found"
+            } else {
+                "organization_not_found"
+            },
+            format!("No {} has the id or external id {id:?}.", kind.as_str()),
+        )
+    }))
+}
+
+#[derive(Deserialize)]
+struct PutRuleBody {
+    mode: Option<String>,
+    targets: Option<Vec<TargetRef>>,
+}
+
+/// A rule as a change left it.
+type RuleOutcome = (Flag, Rule, Vec<TargetView>);
+
+/// Runs a rule change in the database, turning a stale version into 412,
+/// and answers with the rule as it is now.
+async fn change_rule<F>(
+    state: &web::Data<AppState>,
+    env: Environment,
+    change: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(&mut DbConn) -> Result<Result<RuleOutcome, ApiError>, AppError> + Send + 'static,
+{
+    match state.db(change).await {
+        Ok(Ok((flag, rule, targets))) => {
+            Ok(rule_response(StatusCode::OK, &flag, &env, &rule, &targets))
+        }
+        Ok(Err(e)) => Err(e),
+        Err(AppError::Stale(_)) => Err(stale()),
+        Err(other) => Err(for_flag(other)),
+    }
+}
+
+async fn put_rule(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<PutRuleBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, env_slug) = path.into_inner();
+    let env = rule_environment(&auth, &env_slug)?;
+    let expected = if_match(&req)?;
+    let body = body.into_inner();
+    let mode = body
+        .mode
+        .as_deref()
+        .and_then(Mode::parse)
+        .ok_or_else(|| ApiError::invalid("mode", "mode is \"none\", \"some\" or \"all\"."))?;
+    if body.targets.as_ref().is_some_and(|t| t.len() > 10_000) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "A rule takes at most 10,000 targets in one request.",
+        ));
+    }
+    let actor = auth.actor();
+    change_rule(&state, env.clone(), move |conn| {
+        let flag = load_flag(conn, &slug)?;
+        let current = flags::rule(conn, &flag.id, &env.id)?;
+        if expected.is_some_and(|v| v != current.version) {
+            return Err(AppError::Stale(String::new()));
+        }
+        let (add, remove) = match &body.targets {
+            None => (Vec::new(), Vec::new()),
+            Some(list) => {
+                let mut wanted = Vec::with_capacity(list.len());
+                for (i, t) in list.iter().enumerate() {
+                    match resolve_target(conn, t, &format!("targets[{i}]"))? {
+                        Ok(id) => wanted.push(id),
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
+                let existing = all_target_ids(conn, &flag.id, &env.id)?;
+                let add = wanted
+                    .iter()
+                    .filter(|id| !existing.contains(id))
+                    .cloned()
+                    .collect();
+                let remove = existing
+                    .into_iter()
+                    .filter(|id| !wanted.contains(id))
+                    .collect();
+                (add, remove)
+            }
+        };
+        flags::save_rule(
+            conn,
+            &actor,
+            &flag,
+            &env,
+            &RuleChange {
+                mode,
+                add,
+                remove,
+                expected_version: expected.unwrap_or(current.version),
+            },
+        )?;
+        let (rule, targets) = rule_state(conn, &flag, &env)?;
+        Ok(Ok((flag, rule, targets)))
+    })
+    .await
+}
+
+async fn set_enabled(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, env_slug) = path.into_inner();
+    let env = rule_environment(&auth, &env_slug)?;
+    let expected = if_match(&req)?;
+    let actor = auth.actor();
+    change_rule(&state, env.clone(), move |conn| {
+        let flag = load_flag(conn, &slug)?;
+        flags::set_enabled(conn, &actor, &flag, &env, enabled, expected)?;
+        let (rule, targets) = rule_state(conn, &flag, &env)?;
+        Ok(Ok((flag, rule, targets)))
+    })
+    .await
+}
+
+async fn enable(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(state, auth, req, path, true).await
+}
+
+async fn disable(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(state, auth, req, path, false).await
+}
+
+async fn add_target(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<TargetRef>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, env_slug) = path.into_inner();
+    let env = rule_environment(&auth, &env_slug)?;
+    let expected = if_match(&req)?;
+    let target = body.into_inner();
+    let actor = auth.actor();
+    change_rule(&state, env.clone(), move |conn| {
+        let flag = load_flag(conn, &slug)?;
+        let id = match resolve_target(conn, &target, "id")? {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let current = flags::rule(conn, &flag.id, &env.id)?;
+        flags::save_rule(
+            conn,
+            &actor,
+            &flag,
+            &env,
+            &RuleChange {
+                mode: mode_of(&current),
+                add: vec![id],
+                remove: Vec::new(),
+                expected_version: expected.unwrap_or(current.version),
+            },
+        )?;
+        let (rule, targets) = rule_state(conn, &flag, &env)?;
+        Ok(Ok((flag, rule, targets)))
+    })
+    .await
+}
+
+async fn remove_target(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, env_slug, target_key) = path.into_inner();
+    let env = rule_environment(&auth, &env_slug)?;
+    let expected = if_match(&req)?;
+    let actor = auth.actor();
+    change_rule(&state, env.clone(), move |conn| {
+        let flag = load_flag(conn, &slug)?;
+        let existing = all_target_ids(conn, &flag.id, &env.id)?;
+        // The path names a Flagpole id or an external id of a current target.
+        let id = if existing.contains(&target_key) {
+            Some(target_key.clone())
+        } else {
+            let user = directory::find_user_by_id_or_external(conn, &target_key)?.map(|u| u.id);
+            let org = directory::find_org(conn, &target_key)?.map(|o| o.id);
+            [user, org]
+                .into_iter()
+                .flatten()
+                .find(|id| existing.contains(id))
+        };
+        let Some(id) = id else {
+            return Ok(Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "target_not_found",
+                "No current target of this rule has this id or external id.",
+            )));
+        };
+        let current = flags::rule(conn, &flag.id, &env.id)?;
+        flags::save_rule(
+            conn,
+            &actor,
+            &flag,
+            &env,
+            &RuleChange {
+                mode: mode_of(&current),
+                add: Vec::new(),
+                remove: vec![id],
+                expected_version: expected.unwrap_or(current.version),
+            },
+        )?;
+        let (rule, targets) = rule_state(conn, &flag, &env)?;
+        Ok(Ok((flag, rule, targets)))
+    })
+    .await
+}
+
+/// The environments a key can see, for error messages and listings.
+pub fn environment_slugs(conn: &mut DbConn) -> Result<Vec<String>, AppError> {
+    Ok(environments::list(conn)?
+        .into_iter()
+        .map(|e| e.slug)
+        .collect())
+}
