@@ -4,10 +4,14 @@
 //! the mode is All, or the mode is Some and the user or the organization is a
 //! target. None and archived flags are off. The index below holds, per
 //! environment, only what can be on, keyed so that one evaluation costs in
-//! proportion to its answer. It knows nothing of HTTP or SQL.
+//! proportion to its answer. It also keeps every flag's mode and state, so
+//! an answer can say why (the reasons of OpenFeature's remote evaluation).
+//! It knows nothing of HTTP or SQL.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use crate::flags::Mode;
 
 /// One rule as the engine needs it.
 #[derive(Debug, Clone)]
@@ -22,12 +26,46 @@ pub struct RuleFacts {
     pub organization_targets: Vec<String>,
 }
 
+/// A flag's rule in one environment, as far as explaining a value needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagState {
+    pub mode: Mode,
+    pub enabled: bool,
+    pub archived: bool,
+}
+
+/// Why a flag has its value in one evaluation (OpenFeature's reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Mode Some, and the user or the organization is a target.
+    TargetingMatch,
+    /// Mode All.
+    Static,
+    /// The rule is off in the environment, or the flag is archived.
+    Disabled,
+    /// Enabled, but mode None, or mode Some without a matching target.
+    Default,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Static => "STATIC",
+            Reason::Disabled => "DISABLED",
+            Reason::Default => "DEFAULT",
+        }
+    }
+}
+
 /// What is on in one environment.
 #[derive(Debug, Default, Clone)]
 pub struct EnvironmentIndex {
     on_for_all: Vec<Arc<str>>,
     by_user: HashMap<String, Vec<Arc<str>>>,
     by_organization: HashMap<String, Vec<Arc<str>>>,
+    /// Every flag's rule here, archived flags included, by slug.
+    flags: BTreeMap<Arc<str>, FlagState>,
 }
 
 impl EnvironmentIndex {
@@ -50,6 +88,42 @@ impl EnvironmentIndex {
         contains(Some(&self.on_for_all))
             || contains(user.and_then(|u| self.by_user.get(u)))
             || contains(organization.and_then(|o| self.by_organization.get(o)))
+    }
+
+    /// The rule of the flag with this slug, if the flag exists.
+    pub fn flag(&self, slug: &str) -> Option<FlagState> {
+        self.flags.get(slug).copied()
+    }
+
+    /// Every flag that is not archived, by slug.
+    pub fn live_flags(&self) -> impl Iterator<Item = &str> + '_ {
+        self.flags
+            .iter()
+            .filter(|(_, state)| !state.archived)
+            .map(|(slug, _)| &**slug)
+    }
+
+    /// Whether a flag is on for `user` in `organization`, and why; `None`
+    /// when no flag has this slug. Agrees with [`Self::is_on`].
+    pub fn explain(
+        &self,
+        slug: &str,
+        user: Option<&str>,
+        organization: Option<&str>,
+    ) -> Option<(bool, Reason)> {
+        let state = self.flag(slug)?;
+        Some(if state.archived || !state.enabled {
+            (false, Reason::Disabled)
+        } else {
+            match state.mode {
+                Mode::All => (true, Reason::Static),
+                Mode::None => (false, Reason::Default),
+                Mode::Some if self.is_on(slug, user, organization) => {
+                    (true, Reason::TargetingMatch)
+                }
+                Mode::Some => (false, Reason::Default),
+            }
+        })
     }
 }
 
@@ -87,11 +161,19 @@ impl Index {
     pub fn build(rules: impl IntoIterator<Item = RuleFacts>) -> Self {
         let mut environments: HashMap<String, EnvironmentIndex> = HashMap::new();
         for rule in rules {
+            let env = environments.entry(rule.environment_id).or_default();
+            let slug: Arc<str> = Arc::from(rule.slug.as_str());
+            env.flags.insert(
+                slug.clone(),
+                FlagState {
+                    mode: Mode::parse(&rule.mode).unwrap_or(Mode::None),
+                    enabled: rule.enabled,
+                    archived: rule.archived,
+                },
+            );
             if !rule.enabled || rule.archived {
                 continue;
             }
-            let env = environments.entry(rule.environment_id).or_default();
-            let slug: Arc<str> = Arc::from(rule.slug.as_str());
             match rule.mode.as_str() {
                 "all" => env.on_for_all.push(slug),
                 "some" => {
@@ -189,5 +271,74 @@ mod tests {
             .environment("env_a")
             .unwrap()
             .is_on("none-mode", Some("u1"), Some("o1")));
+    }
+
+    #[test]
+    fn explain_gives_the_value_and_the_reason() {
+        let mut archived = rule("archived-all", "all", true, &[], &[]);
+        archived.archived = true;
+        let index = Index::build(vec![
+            rule("for-all", "all", true, &[], &[]),
+            rule("disabled-all", "all", false, &[], &[]),
+            rule("none-mode", "none", true, &["u1"], &["o1"]),
+            rule("beta", "some", true, &["u1"], &["o2"]),
+            rule("disabled-some", "some", false, &["u1"], &[]),
+            archived,
+        ]);
+        let env = index.environment("env_a").unwrap();
+        let explain = |slug, user, org| env.explain(slug, user, org);
+        assert_eq!(explain("for-all", None, None), Some((true, Reason::Static)));
+        assert_eq!(
+            explain("disabled-all", Some("u1"), None),
+            Some((false, Reason::Disabled))
+        );
+        assert_eq!(
+            explain("archived-all", Some("u1"), None),
+            Some((false, Reason::Disabled))
+        );
+        assert_eq!(
+            explain("disabled-some", Some("u1"), None),
+            Some((false, Reason::Disabled))
+        );
+        assert_eq!(
+            explain("none-mode", Some("u1"), Some("o1")),
+            Some((false, Reason::Default))
+        );
+        assert_eq!(
+            explain("beta", Some("u1"), None),
+            Some((true, Reason::TargetingMatch))
+        );
+        assert_eq!(
+            explain("beta", Some("u2"), Some("o2")),
+            Some((true, Reason::TargetingMatch))
+        );
+        assert_eq!(
+            explain("beta", Some("u2"), Some("o1")),
+            Some((false, Reason::Default))
+        );
+        assert_eq!(explain("missing", Some("u1"), None), None);
+        assert_eq!(
+            env.live_flags().collect::<Vec<_>>(),
+            vec![
+                "beta",
+                "disabled-all",
+                "disabled-some",
+                "for-all",
+                "none-mode"
+            ]
+        );
+        for slug in env.live_flags() {
+            for (user, org) in [
+                (Some("u1"), Some("o1")),
+                (Some("u2"), Some("o2")),
+                (None, None),
+            ] {
+                assert_eq!(
+                    explain(slug, user, org).unwrap().0,
+                    env.is_on(slug, user, org),
+                    "{slug}"
+                );
+            }
+        }
     }
 }

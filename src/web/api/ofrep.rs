@@ -1,0 +1,431 @@
+//! The OpenFeature Remote Evaluation Protocol (OFREP), so that applications
+//! can use the OpenFeature SDKs and their OFREP providers with Flagpole:
+//! `POST /ofrep/v1/evaluate/flags/{key}` evaluates one flag and
+//! `POST /ofrep/v1/evaluate/flags` every flag of the key's environment.
+//!
+//! The shapes are those of the protocol's OpenAPI document
+//! (open-feature/protocol, `service/openapi.yaml`): the request is
+//! `{"context": {...}}`, an evaluation is `{"key", "value", "reason",
+//! "variant", "metadata"}`, and errors are `{"key"?, "errorCode",
+//! "errorDetails"}` with 400 (PARSE_ERROR, TARGETING_KEY_MISSING,
+//! INVALID_CONTEXT), 404 (FLAG_NOT_FOUND, single evaluation only), 401 for a
+//! missing or unknown key, and 500 `{"errorDetails"}`.
+//!
+//! The context: `targetingKey` is the user (a Flagpole id or an external id);
+//! `organizationId` (or `organization_id`, `orgId`, `org_id`) the
+//! organization. Values are booleans with the variants `on` and `off`.
+//!
+//! Credentials are the environment's secret key, sent as the protocol's
+//! security schemes allow: `Authorization: Bearer sk_…` or `X-API-Key: sk_…`.
+//! The key decides the environment, which the metadata names.
+//!
+//! Every answer comes from the in-memory evaluation index; a request costs
+//! one database round trip (the key, the user, the membership), whatever the
+//! number of flags.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::evaluation::{EnvironmentIndex, Reason};
+use crate::models::Environment;
+use crate::{api_keys, directory, AppState};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/evaluate/flags/{key}", web::post().to(evaluate_flag))
+        .route("/evaluate/flags", web::post().to(evaluate_flags));
+}
+
+/// Unknown paths under `/ofrep/v1`, answered in the protocol's error shape.
+pub async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({
+        "errorDetails": "No OFREP route has this method and path. Use POST /ofrep/v1/evaluate/flags/{key} or POST /ofrep/v1/evaluate/flags.",
+    }))
+}
+
+/// The context keys that name the organization, in order of preference.
+const ORGANIZATION_KEYS: [&str; 4] = ["organizationId", "organization_id", "orgId", "org_id"];
+
+/// Why a request got no evaluation.
+#[derive(Debug)]
+enum Failure {
+    /// 401: no key, or a key that is unknown or revoked.
+    Unauthorized(&'static str),
+    /// 400 with an OpenFeature error code.
+    BadRequest { code: &'static str, details: String },
+    /// 404, single evaluation only.
+    FlagNotFound,
+    /// 500; the cause is logged.
+    Internal,
+}
+
+impl Failure {
+    fn parse(details: impl Into<String>) -> Self {
+        Failure::BadRequest {
+            code: "PARSE_ERROR",
+            details: details.into(),
+        }
+    }
+    fn invalid_context(details: impl Into<String>) -> Self {
+        Failure::BadRequest {
+            code: "INVALID_CONTEXT",
+            details: details.into(),
+        }
+    }
+    fn targeting_key_missing() -> Self {
+        Failure::BadRequest {
+            code: "TARGETING_KEY_MISSING",
+            details: "Give the user as context.targetingKey: a Flagpole user id or the user's external id.".into(),
+        }
+    }
+
+    /// The answer; `key` is the flag of a single evaluation.
+    fn respond(self, key: Option<&str>) -> HttpResponse {
+        let with_key = |mut body: Value| {
+            if let Some(key) = key {
+                body["key"] = json!(key);
+            }
+            body
+        };
+        match self {
+            Failure::Unauthorized(details) => HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .json(json!({ "errorDetails": details })),
+            Failure::BadRequest { code, details } => HttpResponse::BadRequest().json(with_key(
+                json!({"errorCode": code, "errorDetails": details}),
+            )),
+            Failure::FlagNotFound => HttpResponse::NotFound().json(with_key(json!({
+                "errorCode": "FLAG_NOT_FOUND",
+                "errorDetails": format!(
+                    "No flag has the key {:?}. The key is the flag's slug.",
+                    key.unwrap_or_default()
+                ),
+            }))),
+            Failure::Internal => HttpResponse::InternalServerError().json(json!({
+                "errorDetails": "Something went wrong on our side. The problem was logged.",
+            })),
+        }
+    }
+}
+
+/// Who the request evaluates for, as named in its context.
+#[derive(Debug)]
+struct Subject {
+    user: String,
+    organization: Option<String>,
+}
+
+/// Reads `{"context": {...}}`. An empty body is an empty request (the
+/// protocol does not require one), which then lacks the targeting key.
+fn parse_request(body: &[u8]) -> Result<Subject, Failure> {
+    let request: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| Failure::parse(format!("The body is not valid JSON: {e}")))?
+    };
+    let Value::Object(request) = request else {
+        return Err(Failure::parse(
+            "The body must be a JSON object: {\"context\": {\"targetingKey\": \"…\"}}.",
+        ));
+    };
+    let empty = Map::new();
+    let context = match request.get("context") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(context)) => context,
+        Some(_) => {
+            return Err(Failure::invalid_context(
+                "context must be an object, e.g. {\"targetingKey\": \"user_…\", \"organizationId\": \"org_…\"}.",
+            ))
+        }
+    };
+    let user = match context.get("targetingKey") {
+        None | Some(Value::Null) => return Err(Failure::targeting_key_missing()),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(Failure::targeting_key_missing())
+        }
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(_) => return Err(Failure::invalid_context(
+            "context.targetingKey must be a string: a Flagpole user id or the user's external id.",
+        )),
+    };
+    let mut organization: Option<(&str, String)> = None;
+    for name in ORGANIZATION_KEYS {
+        let value = match context.get(name) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) if s.trim().is_empty() => continue,
+            Some(Value::String(s)) => s.trim().to_string(),
+            Some(_) => {
+                return Err(Failure::invalid_context(format!(
+                    "context.{name} must be a string: a Flagpole organization id or the organization's external id."
+                )))
+            }
+        };
+        match &organization {
+            Some((first, other)) if *other != value => {
+                return Err(Failure::invalid_context(format!(
+                    "context.{first} and context.{name} name different organizations; give one."
+                )))
+            }
+            Some(_) => {}
+            None => organization = Some((name, value)),
+        }
+    }
+    Ok(Subject {
+        user,
+        organization: organization.map(|(_, value)| value),
+    })
+}
+
+/// The secret key, from `Authorization: Bearer …` or `X-API-Key`.
+fn secret_of(req: &HttpRequest) -> Option<String> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let api_key = || {
+        req.headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    bearer
+        .or_else(api_key)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// A request authenticated and resolved: the environment, and the Flagpole
+/// ids of the user and organization (`None` for an unknown user).
+struct Evaluation {
+    environment: Environment,
+    user: Option<String>,
+    organization: Option<String>,
+}
+
+/// Checks the key, then the request, then resolves the user and the
+/// organization, in one database round trip.
+///
+/// A `targetingKey` that names no user is not an error: OpenFeature clients
+/// often send whatever identifies the caller (an anonymous or not yet synced
+/// user), and such a user is simply targeted by nothing. Flags for All are on
+/// for them, flags for Some are off (reason DEFAULT), exactly as for a known
+/// user who is not a target. An organization, though, counts only for its
+/// members, as for access tokens: naming one that does not exist, or one the
+/// user (known or not) does not belong to, is INVALID_CONTEXT, so a context
+/// can never borrow an organization's targeting.
+async fn authorize(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Evaluation, Failure> {
+    let Some(secret) = secret_of(req) else {
+        return Err(Failure::Unauthorized(
+            "Send the environment's secret API key as Authorization: Bearer sk_… (or X-API-Key: sk_…).",
+        ));
+    };
+    let parsed = parse_request(body);
+    let result = state
+        .db(move |conn| {
+            let Some((_, environment)) = api_keys::authenticate(conn, &secret)? else {
+                return Ok(Err(Failure::Unauthorized(
+                    "This API key is unknown or revoked.",
+                )));
+            };
+            let subject = match parsed {
+                Ok(subject) => subject,
+                Err(failure) => return Ok(Err(failure)),
+            };
+            let user = directory::find_user_by_id_or_external(conn, &subject.user)?;
+            let organization = match subject.organization {
+                None => None,
+                Some(key) => {
+                    let Some(org) = directory::find_org(conn, &key)? else {
+                        return Ok(Err(Failure::invalid_context(format!(
+                            "No organization has the id or external id {key:?}."
+                        ))));
+                    };
+                    let member = match &user {
+                        Some(user) => directory::organizations_of(conn, &user.id)?
+                            .iter()
+                            .any(|o| o.id == org.id),
+                        None => false,
+                    };
+                    if !member {
+                        return Ok(Err(Failure::invalid_context(format!(
+                            "The user {:?} is not a member of the organization {key:?}. Add the membership, or leave the organization out of the context.",
+                            subject.user
+                        ))));
+                    }
+                    Some(org.id)
+                }
+            };
+            Ok(Ok(Evaluation {
+                environment,
+                user: user.map(|u| u.id),
+                organization,
+            }))
+        })
+        .await;
+    match result {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::error!(error = ?e, "OFREP evaluation failed");
+            Err(Failure::Internal)
+        }
+    }
+}
+
+/// One flag's evaluation; `None` when the environment has no such flag.
+fn evaluate_one(index: &EnvironmentIndex, slug: &str, ev: &Evaluation) -> Option<Value> {
+    let (on, reason) = index.explain(slug, ev.user.as_deref(), ev.organization.as_deref())?;
+    Some(evaluation_json(slug, on, reason, &ev.environment))
+}
+
+fn evaluation_json(slug: &str, on: bool, reason: Reason, env: &Environment) -> Value {
+    json!({
+        "key": slug,
+        "value": on,
+        "reason": reason.as_str(),
+        "variant": if on { "on" } else { "off" },
+        "metadata": {"environment": env.slug},
+    })
+}
+
+async fn evaluate_flag(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    key: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let key = key.into_inner();
+    let answer = match authorize(&state, &req, &body).await {
+        Ok(ev) => state
+            .index()
+            .environment(&ev.environment.id)
+            .and_then(|index| evaluate_one(index, &key, &ev))
+            .ok_or(Failure::FlagNotFound),
+        Err(failure) => Err(failure),
+    };
+    match answer {
+        Ok(evaluation) => HttpResponse::Ok().json(evaluation),
+        Err(failure) => failure.respond(Some(&key)),
+    }
+}
+
+/// Every flag that is not archived, with an `ETag` that is a digest of the
+/// answer itself: a change anywhere that does not alter this caller's flags
+/// keeps it, so polling providers get 304 until something they see changes.
+async fn evaluate_flags(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let ev = match authorize(&state, &req, &body).await {
+        Ok(ev) => ev,
+        Err(failure) => return failure.respond(None),
+    };
+    let index = state.index();
+    let flags: Vec<Value> = index
+        .environment(&ev.environment.id)
+        .map(|env| {
+            env.live_flags()
+                .filter_map(|slug| evaluate_one(env, slug, &ev))
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = match serde_json::to_vec(&json!({ "flags": flags })) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = ?e, "OFREP bulk answer did not serialize");
+            return Failure::Internal.respond(None);
+        }
+    };
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+    if none_match(&req, &etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110
+/// prescribes for this header) or is `*`.
+fn none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v: &HeaderValue| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(result: Result<Subject, Failure>) -> &'static str {
+        match result {
+            Err(Failure::BadRequest { code, .. }) => code,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_are_read_as_the_protocol_says() {
+        let s = parse_request(br#"{"context": {"targetingKey": "u1", "orgId": "o1"}}"#).unwrap();
+        assert_eq!(
+            (s.user.as_str(), s.organization.as_deref()),
+            ("u1", Some("o1"))
+        );
+        let s = parse_request(
+            br#"{"context": {"targetingKey": " u1 ", "organizationId": "o1", "org_id": "o1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.user.as_str(), s.organization.as_deref()),
+            ("u1", Some("o1"))
+        );
+        let s = parse_request(br#"{"context": {"targetingKey": "u1", "organization_id": ""}}"#)
+            .unwrap();
+        assert_eq!(s.organization, None);
+
+        assert_eq!(code(parse_request(b"{not json")), "PARSE_ERROR");
+        assert_eq!(code(parse_request(b"[1]")), "PARSE_ERROR");
+        assert_eq!(code(parse_request(b"")), "TARGETING_KEY_MISSING");
+        assert_eq!(code(parse_request(b"{}")), "TARGETING_KEY_MISSING");
+        assert_eq!(
+            code(parse_request(br#"{"context": {"targetingKey": "  "}}"#)),
+            "TARGETING_KEY_MISSING"
+        );
+        assert_eq!(
+            code(parse_request(br#"{"context": "u1"}"#)),
+            "INVALID_CONTEXT"
+        );
+        assert_eq!(
+            code(parse_request(br#"{"context": {"targetingKey": 7}}"#)),
+            "INVALID_CONTEXT"
+        );
+        assert_eq!(
+            code(parse_request(
+                br#"{"context": {"targetingKey": "u1", "orgId": true}}"#
+            )),
+            "INVALID_CONTEXT"
+        );
+        assert_eq!(
+            code(parse_request(
+                br#"{"context": {"targetingKey": "u1", "orgId": "a", "organizationId": "b"}}"#
+            )),
+            "INVALID_CONTEXT"
+        );
+    }
+}
