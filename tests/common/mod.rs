@@ -397,6 +397,52 @@ impl Api {
         Self::answer(req.send().await.expect("POST")).await
     }
 
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        if_match: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Json {
+        let mut req = self.with_key(self.http.request(method, format!("{}{}", self.base, path)));
+        if let Some(etag) = if_match {
+            req = req.header("if-match", etag);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Self::answer(req.send().await.expect("request")).await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: serde_json::Value) -> Json {
+        self.send(reqwest::Method::PATCH, path, None, Some(body))
+            .await
+    }
+
+    pub async fn put_json(
+        &self,
+        path: &str,
+        if_match: Option<&str>,
+        body: serde_json::Value,
+    ) -> Json {
+        self.send(reqwest::Method::PUT, path, if_match, Some(body))
+            .await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        if_match: Option<&str>,
+        body: serde_json::Value,
+    ) -> Json {
+        self.send(reqwest::Method::POST, path, if_match, Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Json {
+        self.send(reqwest::Method::DELETE, path, None, None).await
+    }
+
     /// Posts a raw body with a JSON content type.
     pub async fn post_raw(&self, path: &str, body: &str) -> Json {
         let req = self.with_key(

@@ -345,12 +345,13 @@ fn rule_response(
         }))
 }
 
+/// Every target of a rule, organizations first, as the editor lists them.
 fn all_target_ids(conn: &mut DbConn, flag_id: &str, env_id: &str) -> Result<Vec<String>, AppError> {
     use diesel::prelude::*;
     Ok(targets::table
         .filter(targets::flag_id.eq(flag_id))
         .filter(targets::environment_id.eq(env_id))
-        .order((targets::target_type.desc(), targets::created_at.asc()))
+        .order((targets::target_type.asc(), targets::created_at.asc()))
         .select(targets::target_id)
         .load(conn)?)
 }
