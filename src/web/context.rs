@@ -151,7 +151,18 @@ impl FromRequest for Ctx {
             "/flags".to_string()
         };
         let next = path.clone();
+        // A NUL in the address would reach the database as text, which
+        // PostgreSQL refuses; no page or object has one in its address.
+        let has_nul = req
+            .uri()
+            .path_and_query()
+            .is_some_and(|p| p.as_str().to_ascii_lowercase().contains("%00"));
         Box::pin(async move {
+            if has_nul {
+                return Err(AppError::BadRequest(
+                    "The address contains a NUL character (%00), which no page accepts.".into(),
+                ));
+            }
             let state = state.ok_or_else(|| AppError::Internal(anyhow::anyhow!("no state")))?;
             let admin_id: Option<String> = session.get(SESSION_ADMIN).ok().flatten();
             let Some(admin_id) = admin_id else {
@@ -250,6 +261,15 @@ impl FromRequest for Form {
                 .map(|(_, v)| v.as_str());
             match (expected, given) {
                 (Some(expected), Some(given)) if tokens_match(&expected, given) => {
+                    // No field accepts a NUL, and PostgreSQL text cannot hold one.
+                    if fields
+                        .iter()
+                        .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+                    {
+                        return Err(AppError::BadRequest(
+                            "The form contains a NUL character, which no field accepts.".into(),
+                        ));
+                    }
                     Ok(Form { fields })
                 }
                 _ => Err(AppError::Csrf),
