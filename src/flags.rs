@@ -475,24 +475,32 @@ fn claim_version(
     expected: Option<i32>,
     actor: &str,
 ) -> Result<(), AppError> {
+    let stale = || {
+        AppError::Stale(
+            "Someone else changed this rule after you opened it. Nothing was saved: \
+             look at the rule as it is now and make your change again."
+                .into(),
+        )
+    };
     let expected = expected.unwrap_or(rule.version);
+    // Any other version is stale already; checking here also keeps a forged
+    // one (such as i32::MAX) from overflowing below.
+    if expected != rule.version {
+        return Err(stale());
+    }
     let updated = diesel::update(
         rules::table
             .find((&rule.flag_id, &rule.environment_id))
             .filter(rules::version.eq(expected)),
     )
     .set((
-        rules::version.eq(expected + 1),
+        rules::version.eq(expected.saturating_add(1)),
         rules::updated_by.eq(actor),
         rules::updated_at.eq(now()),
     ))
     .execute(conn)?;
     if updated == 0 {
-        return Err(AppError::Stale(
-            "Someone else changed this rule after you opened it. Nothing was saved: \
-             look at the rule as it is now and make your change again."
-                .into(),
-        ));
+        return Err(stale());
     }
     Ok(())
 }

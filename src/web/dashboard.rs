@@ -6,7 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::context::{Ctx, Form, Layout};
-use super::paging::{page_param, query_string, Paging};
+use super::paging::{load_clamped, page_param, query_string, Paging};
 use super::{redirect, render, render_with_status};
 use crate::admins::{self, role_of, Role};
 use crate::audit::{self, describe_change, AuditFilter};
@@ -414,7 +414,11 @@ async fn audit_page(ctx: Ctx, query: web::Query<AuditQuery>) -> Result<HttpRespo
     let page = page_param(query.page.as_deref());
     let (events, total) = ctx
         .state
-        .db(move |conn| Ok(audit::list(conn, &filter, page, PER_PAGE)?))
+        .db(move |conn| {
+            Ok(load_clamped(page, PER_PAGE, |p| {
+                audit::list(conn, &filter, p, PER_PAGE)
+            })?)
+        })
         .await?;
     render(&AuditPage {
         layout: ctx.layout("Audit log", "audit"),

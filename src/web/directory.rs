@@ -6,7 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::context::{Ctx, Form, Layout};
-use super::paging::{page_param, query_string, Paging};
+use super::paging::{load_clamped, page_param, query_string, Paging};
 use super::{redirect, render, render_with_status};
 use crate::directory::{self, OrganizationInput, UserInput};
 use crate::error::{AppError, FieldErrors};
@@ -66,7 +66,11 @@ async fn list_orgs(ctx: Ctx, query: web::Query<ListQuery>) -> Result<HttpRespons
     let needle = q.clone();
     let (rows, total) = ctx
         .state
-        .db(move |conn| Ok(directory::list_orgs(conn, &needle, page, PER_PAGE)?))
+        .db(move |conn| {
+            Ok(load_clamped(page, PER_PAGE, |p| {
+                directory::list_orgs(conn, &needle, p, PER_PAGE)
+            })?)
+        })
         .await?;
     render(&OrgListPage {
         layout: ctx.layout("Organizations", "organizations"),
@@ -303,7 +307,11 @@ async fn list_users(ctx: Ctx, query: web::Query<ListQuery>) -> Result<HttpRespon
     let needle = q.clone();
     let (rows, total) = ctx
         .state
-        .db(move |conn| Ok(directory::list_users(conn, &needle, page, PER_PAGE)?))
+        .db(move |conn| {
+            Ok(load_clamped(page, PER_PAGE, |p| {
+                directory::list_users(conn, &needle, p, PER_PAGE)
+            })?)
+        })
         .await?;
     render(&UserListPage {
         layout: ctx.layout("Users", "users"),

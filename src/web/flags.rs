@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::context::{Ctx, Form, Layout};
 use super::dashboard::{audit_rows, AuditRow};
-use super::paging::{page_param, query_string, Paging};
+use super::paging::{load_clamped, page_param, query_string, Paging};
 use super::{redirect, render, render_with_status, safe_return};
 use crate::audit::AuditFilter;
 use crate::error::{AppError, FieldErrors};
@@ -91,7 +91,12 @@ async fn list(ctx: Ctx, query: web::Query<ListQuery>) -> Result<HttpResponse, Ap
     let fq = flag_query.clone();
     let ((items, total), tags) = ctx
         .state
-        .db(move |conn| Ok((flags::list(conn, &env_id, &fq)?, flags::all_tags(conn)?)))
+        .db(move |conn| {
+            let found = load_clamped(fq.page, fq.per_page, |page| {
+                flags::list(conn, &env_id, &FlagQuery { page, ..fq.clone() })
+            })?;
+            Ok((found, flags::all_tags(conn)?))
+        })
         .await?;
     let rows = items
         .into_iter()
@@ -504,8 +509,9 @@ async fn render_editor(
         .state
         .db(move |conn| {
             let rule = flags::rule(conn, &flag_id, &env_id)?;
-            let page =
-                flags::targets_page(conn, &flag_id, &env_id, tpage_wanted, TARGETS_PER_PAGE)?;
+            let page = load_clamped(tpage_wanted, TARGETS_PER_PAGE, |p| {
+                flags::targets_page(conn, &flag_id, &env_id, p, TARGETS_PER_PAGE)
+            })?;
             let add_views = flags::describe_targets(conn, &adds)?;
             let found = flags::search_targetables(conn, &query, 10)?;
             Ok((rule, page, add_views, found))
@@ -615,8 +621,8 @@ async fn editor_post(
     }
     let undo_remove = form.get("undo_remove");
     draft.remove.retain(|id| *id != undo_remove);
-    if let Ok(page) = form.get("goto_page").parse::<i64>() {
-        draft.tpage = page.max(1);
+    if form.has("goto_page") {
+        draft.tpage = page_param(Some(&form.get("goto_page")));
     }
     if draft.add.len() > 1000 {
         return Err(AppError::BadRequest(

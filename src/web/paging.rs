@@ -13,7 +13,7 @@ pub struct Paging {
 
 impl Paging {
     pub fn new(page: i64, per_page: i64, total: i64, base: String) -> Self {
-        let pages = ((total + per_page - 1) / per_page).max(1);
+        let pages = last_page(total, per_page);
         let page = page.clamp(1, pages);
         let first_item = if total == 0 {
             0
@@ -48,6 +48,26 @@ impl Paging {
     pub fn next_link(&self) -> String {
         self.link(self.page + 1)
     }
+}
+
+/// The number of the last page of `total` items, at least 1.
+pub fn last_page(total: i64, per_page: i64) -> i64 {
+    ((total + per_page - 1) / per_page).max(1)
+}
+
+/// Loads page `page` with `load`; a page past the end loads the last page
+/// instead, so a stale link never shows an empty list of existing items.
+pub fn load_clamped<T, E>(
+    page: i64,
+    per_page: i64,
+    mut load: impl FnMut(i64) -> Result<(Vec<T>, i64), E>,
+) -> Result<(Vec<T>, i64), E> {
+    let (items, total) = load(page)?;
+    let last = last_page(total, per_page);
+    if page > last {
+        return load(last);
+    }
+    Ok((items, total))
 }
 
 /// A page number from a query string: 1 when absent or nonsense.
