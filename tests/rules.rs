@@ -469,6 +469,10 @@ async fn many_targets_are_listed_twenty_per_page(app: TestApp) {
     third.assert_contains("Page 3 of 3");
     let on_third = button_values(&third.body, "remove_target");
     assert_eq!(on_third.len(), 5);
+    // A page past the end shows the last one.
+    let beyond = goto("99").await;
+    beyond.assert_contains("Page 3 of 3");
+    assert_eq!(button_values(&beyond.body, "remove_target"), on_third);
     seen.extend(on_second);
     seen.extend(on_third);
     seen.sort();
