@@ -118,7 +118,7 @@ pub fn create(
     }
     errors.into_result()?;
     let password_hash = hash_password(password)?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let at = now();
         let admin = Admin {
             id: new_id("admin"),
@@ -165,7 +165,7 @@ pub fn create_first_owner(
     email: &str,
     password: &str,
 ) -> Result<Admin, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         if count(conn)? > 0 {
             return Err(AppError::Forbidden(
                 "An admin already exists: sign in instead.".into(),
@@ -177,7 +177,7 @@ pub fn create_first_owner(
 
 /// Changes an admin's role, keeping at least one owner.
 pub fn set_role(conn: &mut DbConn, actor: &str, id: &str, role: Role) -> Result<Admin, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get(conn, id)?;
         if role_of(&before) == Role::Owner && role != Role::Owner {
             ensure_other_owner(conn, id)?;
@@ -218,7 +218,7 @@ fn ensure_other_owner(conn: &mut DbConn, id: &str) -> Result<(), AppError> {
 }
 
 pub fn delete(conn: &mut DbConn, actor: &str, id: &str) -> Result<(), AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get(conn, id)?;
         if role_of(&before) == Role::Owner {
             ensure_other_owner(conn, id)?;

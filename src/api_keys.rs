@@ -32,7 +32,7 @@ pub fn create(
     let name = validate::name(name, "name", 60)
         .map_err(|e| AppError::Invalid(FieldErrors::single("name", e)))?;
     let secret = format!("sk_{}", random_token(32));
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let env: Environment = environments::table
             .find(environment_id)
             .select(Environment::as_select())
@@ -79,7 +79,7 @@ pub fn list(conn: &mut DbConn, environment_id: &str) -> QueryResult<Vec<ApiKey>>
 
 /// Revokes a key; calls made with it fail from now on.
 pub fn revoke(conn: &mut DbConn, actor: &str, id: &str) -> Result<ApiKey, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let key: ApiKey = api_keys::table
             .find(id)
             .select(ApiKey::as_select())

@@ -45,7 +45,7 @@ pub fn by_slug(conn: &mut DbConn, slug: &str) -> QueryResult<Environment> {
 
 /// Creates Staging and Production when there is no environment at all.
 pub fn ensure_defaults(conn: &mut DbConn) -> Result<(), AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let count: i64 = environments::table.count().get_result(conn)?;
         if count > 0 {
             return Ok(());
@@ -87,7 +87,7 @@ pub fn create(
     });
     check_color(&input.color, &mut errors);
     errors.into_result()?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         insert(
             conn,
             actor,
@@ -186,7 +186,7 @@ pub fn update(
     });
     check_color(&input.color, &mut errors);
     errors.into_result()?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get(conn, id)?;
         diesel::update(environments::table.find(id))
             .set((
@@ -217,7 +217,7 @@ pub fn update(
 
 /// Moves an environment one place up (earlier) or down in the switcher.
 pub fn move_by_one(conn: &mut DbConn, actor: &str, id: &str, up: bool) -> Result<(), AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let all = list(conn)?;
         let index = all
             .iter()

@@ -111,7 +111,7 @@ fn flag_state(flag: &Flag, tags: &[String]) -> serde_json::Value {
 /// Creates a flag with a rule (None, disabled) in every environment, in one transaction.
 pub fn create(conn: &mut DbConn, actor: &str, input: &FlagInput) -> Result<Flag, AppError> {
     let valid = validate_input(input, true)?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let at = now();
         let flag = Flag {
             id: new_id("flag"),
@@ -197,7 +197,7 @@ pub fn update(
     input: &FlagInput,
 ) -> Result<Flag, AppError> {
     let valid = validate_input(input, false)?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get(conn, flag_id)?;
         let before_tags = tags_of(conn, flag_id)?;
         diesel::update(flags::table.find(flag_id))
@@ -236,7 +236,7 @@ pub fn set_archived(
     flag_id: &str,
     archived: bool,
 ) -> Result<Flag, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get(conn, flag_id)?;
         if before.archived == archived {
             return Ok(before);
@@ -514,7 +514,7 @@ pub fn set_enabled(
     enabled: bool,
     expected_version: Option<i32>,
 ) -> Result<Rule, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = rule(conn, &flag.id, &env.id)?;
         claim_version(conn, &before, expected_version, actor)?;
         diesel::update(rules::table.find((&flag.id, &env.id)))
@@ -589,7 +589,7 @@ pub fn save_rule(
     env: &Environment,
     change: &RuleChange,
 ) -> Result<Rule, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = rule(conn, &flag.id, &env.id)?;
         let before_count = target_count(conn, &flag.id, &env.id)?;
         claim_version(conn, &before, Some(change.expected_version), actor)?;

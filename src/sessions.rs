@@ -160,7 +160,7 @@ pub fn start(
     env: &Environment,
     subject: &Subject,
 ) -> Result<Issued, SessionError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let (user, organization) = match subject {
             Subject::Ids { user, organization } => {
                 let user = resolve_user(conn, user)?;
@@ -268,7 +268,7 @@ pub fn refresh(
         return Err(SessionError::InvalidRefreshToken);
     }
     let token_hash = hash(token);
-    let outcome = conn.transaction(|conn| -> Result<RefreshOutcome, SessionError> {
+    let outcome = crate::db::write_transaction(conn, |conn| -> Result<RefreshOutcome, SessionError> {
         let row: RefreshToken = refresh_tokens::table
             .find(&token_hash)
             .select(RefreshToken::as_select())
@@ -398,7 +398,7 @@ pub fn revoke_by_admin(
     actor: &str,
     session_id: &str,
 ) -> Result<Session, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let session = get_session(conn, session_id)?;
         revoke_session(conn, session_id, "revoked by an admin")?;
         crate::audit::record(

@@ -79,7 +79,7 @@ pub fn rotate(
     algorithm: Option<SigningAlgorithm>,
     access_ttl_seconds: i64,
 ) -> Result<SigningKey, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let current = active_key(conn, sealer, environment_id)?;
         let algorithm = algorithm
             .or_else(|| SigningAlgorithm::parse(&current.algorithm))

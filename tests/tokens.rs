@@ -658,7 +658,31 @@ async fn the_openid_configuration_points_at_the_jwks(app: TestApp) {
     }
 }
 
+async fn concurrent_sessions_and_refreshes_all_succeed(app: TestApp) {
+    let w = world(&app);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let api = app.api(Some(&w.key));
+        let body = json!({"user_id": w.ada.id, "organization_id": w.acme.id});
+        tasks.spawn_local(async move {
+            let started = api.post("/api/v1/sessions", body).await;
+            let refreshed = Api {
+                key: None,
+                ..api
+            }
+            .post("/api/v1/sessions/refresh", json!({"refresh_token": started.body["refresh_token"]}))
+            .await;
+            (started.status, refreshed.status, refreshed.body)
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        let (started, refreshed, body) = result.unwrap();
+        assert_eq!((started, refreshed), (201, 200), "{body:?}");
+    }
+}
+
 on_both_backends!(
+    concurrent_sessions_and_refreshes_all_succeed,
     a_session_token_carries_the_flags_on_for_the_user_in_the_organization,
     a_token_of_one_environment_fails_another_environments_audience,
     refresh_rotates_the_pair_and_picks_up_flag_changes,

@@ -160,3 +160,20 @@ macro_rules! with_backend {
         }
     };
 }
+
+/// Runs `f` in a transaction meant to write. On SQLite the write lock is
+/// taken by the first statement: a transaction that read first and wrote
+/// later could not wait for a concurrent writer and would fail with
+/// "database is locked"; this one waits (up to the busy timeout) instead.
+pub fn write_transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(|conn| {
+        if let DbConn::Sqlite(sqlite) = conn {
+            sqlite.batch_execute("UPDATE revisions SET revision = revision WHERE id = 1")?;
+        }
+        f(conn)
+    })
+}
