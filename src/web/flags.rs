@@ -466,6 +466,7 @@ struct EditorPage {
     flag: Flag,
     env: Environment,
     mode: &'static str,
+    mode_label: &'static str,
     version: i32,
     saved_mode: &'static str,
     enabled: bool,
@@ -546,6 +547,7 @@ async fn render_editor(
     render(&EditorPage {
         layout: ctx.layout(format!("{} in {}", flag.name, env.name), "flags"),
         mode: draft.mode.as_str(),
+        mode_label: draft.mode.label(),
         version: draft.version,
         saved_mode: saved_mode.as_str(),
         enabled: rule.enabled,
