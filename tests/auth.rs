@@ -250,6 +250,30 @@ async fn a_wrong_password_or_unknown_email_is_refused(app: TestApp) {
 
 async fn after_sign_in_you_return_to_the_page_you_asked_for_but_never_off_site(app: TestApp) {
     let _ = app.signed_in("ada@example.com", Role::Editor).await;
+    // The page asked for travels through the sign-in form.
+    let client = app.client();
+    let asked = client.get("/environments").await;
+    assert_eq!(
+        asked.location.as_deref(),
+        Some("/login?next=%2Fenvironments")
+    );
+    let form = client.get("/login?next=%2Fenvironments").await;
+    form.assert_contains("<input type=\"hidden\" name=\"next\" value=\"/environments\">");
+    let token = csrf_in(&form.body).unwrap();
+    let page = client
+        .post_raw(
+            "/login",
+            &[
+                ("_csrf", &token),
+                ("email", "ada@example.com"),
+                ("password", "correct horse battery"),
+                ("next", "/environments"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/environments"));
+    assert_eq!(client.get("/environments").await.status, 200);
+
     for (next, expected) in [
         ("/environments", "/environments"),
         ("/flags?q=a", "/flags?q=a"),

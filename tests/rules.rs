@@ -839,4 +839,108 @@ on_both_backends!(
     a_toggle_from_a_stale_page_changes_nothing,
     edit_in_switches_the_active_environment_and_opens_its_editor,
     every_change_is_in_the_audit_log_with_actor_environment_before_and_after,
+    concurrent_saves_from_the_same_version_let_exactly_one_through,
 );
+
+async fn concurrent_saves_from_the_same_version_let_exactly_one_through(app: TestApp) {
+    make_flag(&app, "Checkout", "checkout", "");
+    let orgs: Vec<String> = (0..8)
+        .map(|i| make_org(&app, &format!("Org {i}"), "").id)
+        .collect();
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        clients.push(
+            app.signed_in(&format!("editor{i}@example.com"), Role::Editor)
+                .await,
+        );
+    }
+    let mut tokens = Vec::new();
+    for client in &clients {
+        tokens.push(client.csrf().await);
+    }
+    let saves = clients
+        .iter()
+        .zip(&tokens)
+        .zip(&orgs)
+        .map(|((client, token), org)| async move {
+            client
+                .post_raw(
+                    EDITOR,
+                    &[
+                        ("_csrf", token.as_str()),
+                        ("mode", "some"),
+                        ("version", "1"),
+                        ("op", "save"),
+                        ("add", org.as_str()),
+                    ],
+                )
+                .await
+        });
+    let pages = futures_join_all(saves).await;
+    let statuses: Vec<u16> = pages.iter().map(|p| p.status).collect();
+    assert!(statuses.iter().all(|s| *s < 500), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        1,
+        "exactly one save wins: {statuses:?}"
+    );
+    for page in pages.iter().filter(|p| p.status != 303) {
+        says(page, "Someone else changed this rule after you opened it.");
+    }
+    let rule = rule(&app, "checkout", "staging");
+    assert_eq!((rule.mode.as_str(), rule.version), ("some", 2));
+    assert_eq!(targets(&app, "checkout", "staging").len(), 1);
+    assert_eq!(audit_of(&app, "rule.updated").len(), 1);
+
+    // The same for the switch: one of many concurrent toggles wins.
+    let toggles = clients
+        .iter()
+        .zip(&tokens)
+        .map(|(client, token)| async move {
+            client
+                .post_raw(
+                    "/flags/checkout/environments/staging/toggle",
+                    &[
+                        ("_csrf", token.as_str()),
+                        ("enabled", "true"),
+                        ("version", "2"),
+                    ],
+                )
+                .await
+        });
+    let pages = futures_join_all(toggles).await;
+    assert!(
+        pages.iter().all(|p| p.status == 303),
+        "{:?}",
+        pages.iter().map(|p| p.status).collect::<Vec<_>>()
+    );
+    let rule = support::rule(&app, "checkout", "staging");
+    assert!(rule.enabled);
+    assert_eq!(rule.version, 3);
+    assert_eq!(audit_of(&app, "rule.enabled").len(), 1);
+}
+
+/// Runs the futures together on this thread and returns their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(future) = slot {
+                if let std::task::Poll::Ready(out) = future.as_mut().poll(cx) {
+                    *result = Some(out);
+                    *slot = None;
+                }
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("finished")).collect()
+}
