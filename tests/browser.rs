@@ -502,6 +502,17 @@ async fn scenario(app: &TestApp, b: &Browser) {
     b.screenshot("editor-phone").await;
     b.resize(DESKTOP).await;
 
+    // An API key for Staging, shown once on the Environments page.
+    b.click("Environments").await;
+    b.heading("Environments").await;
+    b.fill("Name of a new Staging key", "web backend").await;
+    b.click("Create API key").await;
+    b.sees("Copy the Staging key").await;
+    b.screenshot("environments").await;
+    b.open("/audit").await;
+    b.heading("Audit log").await;
+    b.screenshot("audit").await;
+
     // The header's switcher submits itself when another environment is chosen.
     b.open("/flags").await;
     b.heading("Feature flags").await;
