@@ -6,9 +6,12 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 
-use super::paging::{envelope, ListQuery};
-use super::{ApiAuth, ApiError};
+use super::paging::{envelope, query_param, ListKind, ListMetadata, ListQuery};
+use super::{ApiAuth, ApiError, ApiRoutes, ErrorBody, API_PREFIX};
 use crate::db::schema::{flags as flags_table, targets};
 use crate::db::DbConn;
 use crate::directory;
@@ -18,36 +21,122 @@ use crate::models::{Environment, Flag, Rule};
 use crate::{environments, paginate, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/feature-flags", web::get().to(list))
-        .route("/feature-flags", web::post().to(create))
-        .route("/feature-flags/{slug}", web::get().to(get))
-        .route("/feature-flags/{slug}", web::patch().to(update))
-        .route("/feature-flags/{slug}/archive", web::post().to(archive))
-        .route("/feature-flags/{slug}/unarchive", web::post().to(unarchive))
-        .route(
-            "/feature-flags/{slug}/environments/{env}",
-            web::get().to(get_rule),
-        )
-        .route(
-            "/feature-flags/{slug}/environments/{env}",
-            web::put().to(put_rule),
-        )
-        .route(
-            "/feature-flags/{slug}/environments/{env}/enable",
-            web::post().to(enable),
-        )
-        .route(
-            "/feature-flags/{slug}/environments/{env}/disable",
-            web::post().to(disable),
-        )
-        .route(
+    ApiRoutes::new(cfg, API_PREFIX)
+        .get("/feature-flags", list)
+        .post("/feature-flags", create)
+        .get("/feature-flags/{slug}", get)
+        .patch("/feature-flags/{slug}", update)
+        .post("/feature-flags/{slug}/archive", archive)
+        .post("/feature-flags/{slug}/unarchive", unarchive)
+        .get("/feature-flags/{slug}/environments/{env}", get_rule)
+        .put("/feature-flags/{slug}/environments/{env}", put_rule)
+        .post("/feature-flags/{slug}/environments/{env}/enable", enable)
+        .post("/feature-flags/{slug}/environments/{env}/disable", disable)
+        .post(
             "/feature-flags/{slug}/environments/{env}/targets",
-            web::post().to(add_target),
+            add_target,
         )
-        .route(
+        .delete(
             "/feature-flags/{slug}/environments/{env}/targets/{id}",
-            web::delete().to(remove_target),
+            remove_target,
         );
+}
+
+/// A feature flag, as every flag endpoint answers it.
+#[derive(ToSchema)]
+pub struct FeatureFlagObject {
+    #[schema(inline)]
+    pub object: FeatureFlagKind,
+    #[schema(example = "flag_01JD6Z8X4G7Q2M3N5P6R7S8T9V")]
+    pub id: String,
+    /// The key applications use; it never changes.
+    #[schema(example = "new-checkout")]
+    pub slug: String,
+    #[schema(example = "New checkout")]
+    pub name: String,
+    pub description: String,
+    #[schema(example = json!(["growth"]))]
+    pub tags: Vec<String>,
+    pub archived: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum FeatureFlagKind {
+    FeatureFlag,
+}
+
+/// A page of feature flags.
+#[derive(ToSchema)]
+pub struct FeatureFlagList {
+    #[schema(inline)]
+    pub object: ListKind,
+    pub data: Vec<FeatureFlagObject>,
+    pub list_metadata: ListMetadata,
+}
+
+/// A flag's rule in one environment. The answer's `ETag` header is its
+/// version, to send back as `If-Match`.
+#[derive(ToSchema)]
+pub struct RuleObject {
+    #[schema(inline)]
+    pub object: RuleKind,
+    /// The flag's slug.
+    #[schema(example = "new-checkout")]
+    pub flag: String,
+    /// The environment's slug.
+    #[schema(example = "production")]
+    pub environment: String,
+    pub mode: RuleMode,
+    /// Off means nobody gets the flag in this environment, whatever the mode.
+    pub enabled: bool,
+    /// Goes up by one with every change; the `ETag` is this number in quotes.
+    pub version: i32,
+    /// Organizations first, then users, each in the order they were added.
+    pub targets: Vec<TargetObject>,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// Who changed the rule last: a dashboard user's email or `api key NAME (PREFIX)`.
+    #[schema(required = true)]
+    pub updated_by: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum RuleKind {
+    FeatureFlagRule,
+}
+
+/// Who gets the flag: `none`, `some` (the targets: the users, and every
+/// member of the organizations) or `all`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum RuleMode {
+    None,
+    Some,
+    All,
+}
+
+/// A target of a rule.
+#[derive(ToSchema)]
+pub struct TargetObject {
+    #[schema(rename = "type")]
+    pub kind: TargetType,
+    /// The Flagpole id (`user_…` or `org_…`).
+    pub id: String,
+    /// The user's email or the organization's name.
+    pub name: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum TargetType {
+    User,
+    Organization,
 }
 
 pub fn flag_json(flag: &Flag, tags: &[String]) -> Value {
@@ -93,6 +182,43 @@ struct ListParams {
     page: ListQuery,
 }
 
+impl IntoParams for ListParams {
+    fn into_params(in_provider: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        let mut params = vec![
+            query_param(
+                "q",
+                "Words to find in the slug, name or description.",
+                text(),
+            ),
+            query_param("tag", "Only the flags with this tag.", text()),
+            query_param(
+                "archived",
+                "`true` lists the archived flags instead of the others.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .default(Some(json!(false))),
+            ),
+        ];
+        params.extend(ListQuery::into_params(in_provider));
+        params
+    }
+}
+
+/// Lists feature flags, newest first, with cursor pagination.
+#[utoipa::path(
+    operation_id = "list_feature_flags",
+    get,
+    path = "/api/v1/feature-flags",
+    tag = "Feature flags",
+    security(("api_key" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of flags.", body = FeatureFlagList),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 422, description = "A query parameter is invalid; `field` names it.", body = ErrorBody),
+    )
+)]
 async fn list(
     state: web::Data<AppState>,
     _auth: ApiAuth,
@@ -133,14 +259,37 @@ fn tags_text(tags: &Option<Vec<String>>) -> String {
     tags.as_ref().map(|t| t.join(",")).unwrap_or_default()
 }
 
-#[derive(Deserialize)]
+/// A new feature flag: `name` and `slug` are required.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = CreateFeatureFlag)]
 struct CreateBody {
+    #[schema(value_type = String, required = true, example = "New checkout")]
     name: Option<String>,
+    /// Lowercase letters, digits and dashes; unique; it never changes.
+    #[schema(value_type = String, required = true, example = "new-checkout")]
     slug: Option<String>,
     description: Option<String>,
+    /// Tags, none of which contains a comma.
+    #[schema(example = json!(["growth"]))]
     tags: Option<Vec<String>>,
 }
 
+/// Creates a feature flag, off in every environment.
+#[utoipa::path(
+    operation_id = "create_feature_flag",
+    post,
+    path = "/api/v1/feature-flags",
+    tag = "Feature flags",
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "The new flag.", body = FeatureFlagObject),
+        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 409, description = "Another flag has this slug (`duplicate`).", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid; `field` names it.", body = ErrorBody),
+    )
+)]
 async fn create(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -171,6 +320,20 @@ async fn create(
     Ok(HttpResponse::Created().json(flag_json(&flag, &tags)))
 }
 
+/// Reads a feature flag.
+#[utoipa::path(
+    operation_id = "get_feature_flag",
+    get,
+    path = "/api/v1/feature-flags/{slug}",
+    tag = "Feature flags",
+    security(("api_key" = [])),
+    params(("slug" = String, Path, description = "The flag's slug.")),
+    responses(
+        (status = 200, description = "The flag.", body = FeatureFlagObject),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No flag has this slug (`flag_not_found`).", body = ErrorBody),
+    )
+)]
 async fn get(
     state: web::Data<AppState>,
     _auth: ApiAuth,
@@ -188,14 +351,35 @@ async fn get(
     Ok(HttpResponse::Ok().json(flag_json(&flag, &tags)))
 }
 
-#[derive(Deserialize)]
+/// The fields to change; the others keep their value. `tags` replaces the
+/// whole list.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = UpdateFeatureFlag)]
 struct UpdateBody {
     name: Option<String>,
     description: Option<String>,
     tags: Option<Vec<String>>,
+    /// Accepted only when equal to the current slug: a slug never changes.
     slug: Option<String>,
 }
 
+/// Changes a feature flag's name, description or tags.
+#[utoipa::path(
+    operation_id = "update_feature_flag",
+    patch,
+    path = "/api/v1/feature-flags/{slug}",
+    tag = "Feature flags",
+    security(("api_key" = [])),
+    params(("slug" = String, Path, description = "The flag's slug.")),
+    responses(
+        (status = 200, description = "The flag as changed.", body = FeatureFlagObject),
+        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No flag has this slug (`flag_not_found`).", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 422, description = "A field is invalid, or the body tries to change the slug.", body = ErrorBody),
+    )
+)]
 async fn update(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -252,6 +436,20 @@ async fn set_archived(
     Ok(HttpResponse::Ok().json(flag_json(&flag, &tags)))
 }
 
+/// Archives a feature flag: it is off everywhere and hidden from the lists.
+#[utoipa::path(
+    operation_id = "archive_feature_flag",
+    post,
+    path = "/api/v1/feature-flags/{slug}/archive",
+    tag = "Feature flags",
+    security(("api_key" = [])),
+    params(("slug" = String, Path, description = "The flag's slug.")),
+    responses(
+        (status = 200, description = "The archived flag.", body = FeatureFlagObject),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No flag has this slug (`flag_not_found`).", body = ErrorBody),
+    )
+)]
 async fn archive(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -260,6 +458,20 @@ async fn archive(
     set_archived(state, auth, path.into_inner(), true).await
 }
 
+/// Brings an archived feature flag back.
+#[utoipa::path(
+    operation_id = "unarchive_feature_flag",
+    post,
+    path = "/api/v1/feature-flags/{slug}/unarchive",
+    tag = "Feature flags",
+    security(("api_key" = [])),
+    params(("slug" = String, Path, description = "The flag's slug.")),
+    responses(
+        (status = 200, description = "The flag, no longer archived.", body = FeatureFlagObject),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No flag has this slug (`flag_not_found`).", body = ErrorBody),
+    )
+)]
 async fn unarchive(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -367,6 +579,27 @@ fn rule_state(
     Ok((rule, flags::describe_targets(conn, &ids)?))
 }
 
+/// Reads a flag's rule in an environment, with its `ETag`.
+///
+/// The key must be one of that environment.
+#[utoipa::path(
+    operation_id = "get_rule",
+    get,
+    path = "/api/v1/feature-flags/{slug}/environments/{env}",
+    tag = "Rules",
+    security(("api_key" = [])),
+    params(
+        ("slug" = String, Path, description = "The flag's slug."),
+        ("env" = String, Path, description = "The environment's slug, e.g. `production`: the key's own."),
+    ),
+    responses(
+        (status = 200, description = "The rule.", body = RuleObject,
+            headers(("ETag" = String, description = "The rule's version, for `If-Match`."))),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The key belongs to another environment (`wrong_environment`).", body = ErrorBody),
+        (status = 404, description = "No flag has this slug (`flag_not_found`).", body = ErrorBody),
+    )
+)]
 async fn get_rule(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -388,10 +621,16 @@ async fn get_rule(
 
 /// A target as the API names it: `{"type": "user"|"organization", "id": …}`,
 /// where the id is a Flagpole id or an external id.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = TargetReference)]
 struct TargetRef {
+    /// Needed when `id` is an external id; a Flagpole id (`user_…`,
+    /// `org_…`) says it itself.
     #[serde(rename = "type")]
+    #[schema(value_type = Option<TargetType>)]
     kind: Option<String>,
+    /// A Flagpole id or an external id.
+    #[schema(value_type = String, required = true, example = "acme")]
     id: Option<String>,
 }
 
@@ -440,9 +679,14 @@ fn resolve_target(
     }))
 }
 
-#[derive(Deserialize)]
+/// A whole rule: the mode, and optionally the complete target list (targets
+/// not in it are removed; without it the targets stay).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = PutRule)]
 struct PutRuleBody {
+    #[schema(value_type = RuleMode)]
     mode: Option<String>,
+    /// At most 10,000.
     targets: Option<Vec<TargetRef>>,
 }
 
@@ -469,6 +713,34 @@ where
     }
 }
 
+/// Sets a flag's rule (mode and targets) in an environment.
+///
+/// With `If-Match`, a rule that changed since is left alone and the answer is
+/// 412.
+#[utoipa::path(
+    operation_id = "put_rule",
+    put,
+    path = "/api/v1/feature-flags/{slug}/environments/{env}",
+    tag = "Rules",
+    security(("api_key" = [])),
+    params(
+        ("slug" = String, Path, description = "The flag's slug."),
+        ("env" = String, Path, description = "The environment's slug: the key's own."),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the rule had when read."),
+    ),
+    responses(
+        (status = 200, description = "The rule as saved.", body = RuleObject,
+            headers(("ETag" = String, description = "The rule's new version."))),
+        (status = 400, description = "The body is not valid JSON, or `If-Match` is not an ETag.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The key belongs to another environment (`wrong_environment`).", body = ErrorBody),
+        (status = 404, description = "No such flag, user or organization (`flag_not_found`, `user_not_found`, `organization_not_found`).", body = ErrorBody),
+        (status = 412, description = "The rule changed since it was read (`stale`); nothing was changed.", body = ErrorBody),
+        (status = 413, description = "More than 10,000 targets, or a body over 1 MiB.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 422, description = "A field is invalid; `field` names it (e.g. `mode`, `targets[2]`).", body = ErrorBody),
+    )
+)]
 async fn put_rule(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -560,6 +832,28 @@ async fn set_enabled(
     .await
 }
 
+/// Turns a flag on in an environment (for the targets of its mode).
+#[utoipa::path(
+    operation_id = "enable_rule",
+    post,
+    path = "/api/v1/feature-flags/{slug}/environments/{env}/enable",
+    tag = "Rules",
+    security(("api_key" = [])),
+    params(
+        ("slug" = String, Path, description = "The flag's slug."),
+        ("env" = String, Path, description = "The environment's slug: the key's own."),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the rule had when read."),
+    ),
+    responses(
+        (status = 200, description = "The rule as saved.", body = RuleObject,
+            headers(("ETag" = String, description = "The rule's new version."))),
+        (status = 400, description = "`If-Match` is not an ETag.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The key belongs to another environment (`wrong_environment`).", body = ErrorBody),
+        (status = 404, description = "No flag has this slug (`flag_not_found`).", body = ErrorBody),
+        (status = 412, description = "The rule changed since it was read (`stale`); nothing was changed.", body = ErrorBody),
+    )
+)]
 async fn enable(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -569,6 +863,28 @@ async fn enable(
     set_enabled(state, auth, req, path, true).await
 }
 
+/// Turns a flag off in an environment, keeping its mode and targets.
+#[utoipa::path(
+    operation_id = "disable_rule",
+    post,
+    path = "/api/v1/feature-flags/{slug}/environments/{env}/disable",
+    tag = "Rules",
+    security(("api_key" = [])),
+    params(
+        ("slug" = String, Path, description = "The flag's slug."),
+        ("env" = String, Path, description = "The environment's slug: the key's own."),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the rule had when read."),
+    ),
+    responses(
+        (status = 200, description = "The rule as saved.", body = RuleObject,
+            headers(("ETag" = String, description = "The rule's new version."))),
+        (status = 400, description = "`If-Match` is not an ETag.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The key belongs to another environment (`wrong_environment`).", body = ErrorBody),
+        (status = 404, description = "No flag has this slug (`flag_not_found`).", body = ErrorBody),
+        (status = 412, description = "The rule changed since it was read (`stale`); nothing was changed.", body = ErrorBody),
+    )
+)]
 async fn disable(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -578,6 +894,32 @@ async fn disable(
     set_enabled(state, auth, req, path, false).await
 }
 
+/// Adds one target to a flag's rule in an environment.
+///
+/// A user, or an organization (every member gets the flag). The mode stays.
+#[utoipa::path(
+    operation_id = "add_target",
+    post,
+    path = "/api/v1/feature-flags/{slug}/environments/{env}/targets",
+    tag = "Rules",
+    security(("api_key" = [])),
+    params(
+        ("slug" = String, Path, description = "The flag's slug."),
+        ("env" = String, Path, description = "The environment's slug: the key's own."),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the rule had when read."),
+    ),
+    responses(
+        (status = 200, description = "The rule as saved.", body = RuleObject,
+            headers(("ETag" = String, description = "The rule's new version."))),
+        (status = 400, description = "The body is not valid JSON, or `If-Match` is not an ETag.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The key belongs to another environment (`wrong_environment`).", body = ErrorBody),
+        (status = 404, description = "No such flag, user or organization.", body = ErrorBody),
+        (status = 412, description = "The rule changed since it was read (`stale`); nothing was changed.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 422, description = "The target has no id or an unknown type.", body = ErrorBody),
+    )
+)]
 async fn add_target(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -615,6 +957,29 @@ async fn add_target(
     .await
 }
 
+/// Removes one target from a rule, keeping its mode.
+#[utoipa::path(
+    operation_id = "remove_target",
+    delete,
+    path = "/api/v1/feature-flags/{slug}/environments/{env}/targets/{id}",
+    tag = "Rules",
+    security(("api_key" = [])),
+    params(
+        ("slug" = String, Path, description = "The flag's slug."),
+        ("env" = String, Path, description = "The environment's slug: the key's own."),
+        ("id" = String, Path, description = "The target's Flagpole id or external id."),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the rule had when read."),
+    ),
+    responses(
+        (status = 200, description = "The rule as saved.", body = RuleObject,
+            headers(("ETag" = String, description = "The rule's new version."))),
+        (status = 400, description = "`If-Match` is not an ETag.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The key belongs to another environment (`wrong_environment`).", body = ErrorBody),
+        (status = 404, description = "No such flag, or no current target has this id (`target_not_found`).", body = ErrorBody),
+        (status = 412, description = "The rule changed since it was read (`stale`); nothing was changed.", body = ErrorBody),
+    )
+)]
 async fn remove_target(
     state: web::Data<AppState>,
     auth: ApiAuth,

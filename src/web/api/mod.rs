@@ -2,14 +2,17 @@
 //! `{"error": {"code", "message", "field"?}}` with a 4xx status; a secret
 //! key (`Authorization: Bearer sk_…`) decides the environment of each call.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
 
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::error::AppError;
 use crate::models::{ApiKey, Environment};
@@ -18,23 +21,138 @@ use crate::{api_keys, AppState};
 
 pub mod flags;
 pub mod ofrep;
+pub mod openapi;
 pub mod paging;
 pub mod sessions;
 
+/// Where the management API and the token endpoint live.
+pub const API_PREFIX: &str = "/api/v1";
+/// Where the OpenFeature Remote Evaluation Protocol lives.
+pub const OFREP_PREFIX: &str = "/ofrep/v1";
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api/v1")
+        web::scope(API_PREFIX)
             .app_data(json_config())
             .configure(sessions::routes)
             .configure(flags::routes)
+            .configure(openapi::routes)
             .default_service(web::to(api_not_found)),
     )
     .service(
-        web::scope("/ofrep/v1")
+        web::scope(OFREP_PREFIX)
             .configure(ofrep::routes)
             .default_service(web::to(ofrep::not_found)),
     )
     .configure(sessions::well_known_routes);
+}
+
+/// Every (method, path) that an `ApiRoutes` mounted in this process, with
+/// the full prefix. Each worker configures the same routes; the set keeps one.
+static MOUNTED: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+
+/// The API routes mounted so far, as (`GET`, `/api/v1/feature-flags/{slug}`),
+/// sorted. The OpenAPI test compares them with the document.
+pub fn mounted_routes() -> Vec<(String, String)> {
+    MOUNTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// Mounts API routes and records each one, so that what the server answers
+/// and what the OpenAPI document says can be compared. `prefix` is the path
+/// of the scope the routes are configured in (`API_PREFIX`, `OFREP_PREFIX`,
+/// or `""` at the root).
+pub struct ApiRoutes<'a> {
+    cfg: &'a mut web::ServiceConfig,
+    prefix: &'static str,
+}
+
+impl<'a> ApiRoutes<'a> {
+    pub fn new(cfg: &'a mut web::ServiceConfig, prefix: &'static str) -> Self {
+        ApiRoutes { cfg, prefix }
+    }
+
+    fn add<F, Args>(&mut self, method: Method, path: &str, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        MOUNTED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((method.to_string(), format!("{}{path}", self.prefix)));
+        self.cfg.route(path, web::method(method).to(handler));
+        self
+    }
+
+    pub fn get<F, Args>(&mut self, path: &str, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::GET, path, handler)
+    }
+
+    pub fn post<F, Args>(&mut self, path: &str, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::POST, path, handler)
+    }
+
+    pub fn put<F, Args>(&mut self, path: &str, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::PUT, path, handler)
+    }
+
+    pub fn patch<F, Args>(&mut self, path: &str, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::PATCH, path, handler)
+    }
+
+    pub fn delete<F, Args>(&mut self, path: &str, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.add(Method::DELETE, path, handler)
+    }
+}
+
+/// The error body of every API answer that is not a success (documentation
+/// of what `ApiError` sends).
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case code, e.g. `invalid_field`, `flag_not_found`, `stale`.
+    #[schema(example = "invalid_field")]
+    pub code: String,
+    /// What went wrong and what to do about it, for a person.
+    pub message: String,
+    /// The request field at fault, for 409 and 422 answers.
+    #[schema(nullable = false)]
+    pub field: Option<String>,
 }
 
 /// An API error: a status, a stable snake_case code, and what to do about it.

@@ -27,14 +27,109 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
+use super::{ApiRoutes, OFREP_PREFIX};
 use crate::evaluation::{EnvironmentIndex, Reason};
 use crate::models::Environment;
 use crate::{api_keys, directory, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/evaluate/flags/{key}", web::post().to(evaluate_flag))
-        .route("/evaluate/flags", web::post().to(evaluate_flags));
+    ApiRoutes::new(cfg, OFREP_PREFIX)
+        .post("/evaluate/flags/{key}", evaluate_flag)
+        .post("/evaluate/flags", evaluate_flags);
+}
+
+/// An OFREP request: the evaluation context. The body may be left out (it
+/// then lacks the targeting key).
+#[derive(ToSchema)]
+pub struct OfrepRequest {
+    pub context: OfrepContext,
+}
+
+/// The evaluation context. Other properties are allowed and ignored.
+#[derive(ToSchema)]
+pub struct OfrepContext {
+    /// The user: a Flagpole user id or the user's external id. A user
+    /// Flagpole does not know is targeted by nothing.
+    #[schema(rename = "targetingKey", value_type = String, required = true, example = "u-1042")]
+    pub targeting_key: Option<String>,
+    /// The organization (a Flagpole id or an external id), which the user
+    /// must belong to. `organization_id`, `orgId` and `org_id` are accepted too.
+    #[schema(rename = "organizationId", nullable = false, example = "acme")]
+    pub organization_id: Option<String>,
+}
+
+/// One flag's evaluation.
+#[derive(ToSchema)]
+pub struct OfrepEvaluation {
+    /// The flag's slug.
+    #[schema(example = "new-checkout")]
+    pub key: String,
+    pub value: bool,
+    pub reason: OfrepReason,
+    pub variant: OfrepVariant,
+    pub metadata: OfrepMetadata,
+}
+
+/// `TARGETING_MATCH` when the user or the organization is a target, `STATIC`
+/// for a flag on for all, `DISABLED` when the flag is off in the environment
+/// (or archived), `DEFAULT` otherwise.
+#[derive(ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OfrepReason {
+    TargetingMatch,
+    Static,
+    Disabled,
+    Default,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum OfrepVariant {
+    On,
+    Off,
+}
+
+#[derive(ToSchema)]
+pub struct OfrepMetadata {
+    /// The slug of the key's environment.
+    #[schema(example = "production")]
+    pub environment: String,
+}
+
+/// Every flag of the key's environment that is not archived.
+#[derive(ToSchema)]
+pub struct OfrepBulkResponse {
+    pub flags: Vec<OfrepEvaluation>,
+}
+
+/// An evaluation error, as the protocol shapes it.
+#[derive(ToSchema)]
+pub struct OfrepError {
+    /// The flag, for a single evaluation.
+    #[schema(nullable = false)]
+    pub key: Option<String>,
+    #[schema(rename = "errorCode")]
+    pub error_code: OfrepErrorCode,
+    #[schema(rename = "errorDetails")]
+    pub error_details: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OfrepErrorCode {
+    ParseError,
+    TargetingKeyMissing,
+    InvalidContext,
+    FlagNotFound,
+}
+
+/// A refused key, an unknown route or a failure on the server's side.
+#[derive(ToSchema)]
+pub struct OfrepErrorDetails {
+    #[schema(rename = "errorDetails")]
+    pub error_details: String,
 }
 
 /// Unknown paths under `/ofrep/v1`, answered in the protocol's error shape.
@@ -297,6 +392,25 @@ fn evaluation_json(slug: &str, on: bool, reason: Reason, env: &Environment) -> V
     })
 }
 
+/// Evaluates one flag (OFREP).
+///
+/// The key's environment decides the rule; `context.targetingKey` is the
+/// user and `context.organizationId` the organization.
+#[utoipa::path(
+    operation_id = "ofrep_evaluate_flag",
+    post,
+    path = "/ofrep/v1/evaluate/flags/{key}",
+    tag = "OFREP",
+    security(("api_key" = []), ("api_key_header" = [])),
+    params(("key" = String, Path, description = "The flag's slug.")),
+    request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The evaluation.", body = OfrepEvaluation),
+        (status = 400, description = "`PARSE_ERROR`, `TARGETING_KEY_MISSING` or `INVALID_CONTEXT` (e.g. an organization the user does not belong to).", body = OfrepError),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = OfrepErrorDetails),
+        (status = 404, description = "`FLAG_NOT_FOUND`.", body = OfrepError),
+    )
+)]
 async fn evaluate_flag(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -318,9 +432,29 @@ async fn evaluate_flag(
     }
 }
 
+/// Evaluates every flag of the key's environment (OFREP bulk evaluation).
+///
 /// Every flag that is not archived, with an `ETag` that is a digest of the
 /// answer itself: a change anywhere that does not alter this caller's flags
-/// keeps it, so polling providers get 304 until something they see changes.
+/// keeps it, so polling providers get 304 (to `If-None-Match`) until
+/// something they see changes.
+#[utoipa::path(
+    operation_id = "ofrep_evaluate_flags",
+    post,
+    path = "/ofrep/v1/evaluate/flags",
+    tag = "OFREP",
+    security(("api_key" = []), ("api_key_header" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of the last answer.")),
+    request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every flag's evaluation.", body = OfrepBulkResponse,
+            headers(("ETag" = String, description = "A digest of this answer, for `If-None-Match`."))),
+        (status = 304, description = "Nothing changed since the `ETag` sent as `If-None-Match`.",
+            headers(("ETag" = String))),
+        (status = 400, description = "`PARSE_ERROR`, `TARGETING_KEY_MISSING` or `INVALID_CONTEXT`.", body = OfrepError),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = OfrepErrorDetails),
+    )
+)]
 async fn evaluate_flags(
     state: web::Data<AppState>,
     req: HttpRequest,

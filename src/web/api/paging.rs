@@ -5,6 +5,10 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiError;
 
@@ -23,6 +27,68 @@ pub struct ListQuery {
     pub before: Option<String>,
     pub after: Option<String>,
     pub order: Option<String>,
+}
+
+/// An optional query parameter for the OpenAPI document.
+pub fn query_param(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+impl IntoParams for ListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        vec![
+            query_param(
+                "limit",
+                "How many objects a page holds, from 1 to 100.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(100))
+                    .default(Some(json!(10))),
+            ),
+            query_param(
+                "before",
+                "An object id: the page of objects before it (`list_metadata.before` of a page).",
+                text(),
+            ),
+            query_param(
+                "after",
+                "An object id: the page of objects after it (`list_metadata.after` of a page).",
+                text(),
+            ),
+            query_param(
+                "order",
+                "`desc` (newest first, the default) or `asc`.",
+                text()
+                    .enum_values(Some(["desc", "asc"]))
+                    .default(Some(json!("desc"))),
+            ),
+        ]
+    }
+}
+
+/// The cursors around a page: give `after` (or `before`) back to read the
+/// next (or previous) page; `null` when there is none.
+#[derive(ToSchema)]
+pub struct ListMetadata {
+    #[schema(required = true)]
+    pub before: Option<String>,
+    #[schema(required = true)]
+    pub after: Option<String>,
+}
+
+/// The `object` of every list envelope.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ListKind {
+    List,
 }
 
 impl ListQuery {

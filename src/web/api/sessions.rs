@@ -5,8 +5,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiAuth, ApiError};
+use super::{ApiAuth, ApiError, ApiRoutes, ErrorBody, API_PREFIX};
 use crate::directory::{OrganizationInput, UserInput};
 use crate::error::AppError;
 use crate::keys::SigningAlgorithm;
@@ -16,44 +17,108 @@ use crate::signing::Signer;
 use crate::{environments, signing, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sessions", web::post().to(start_session))
-        .route("/sessions/refresh", web::post().to(refresh_session))
-        .route("/sessions/revoke", web::post().to(revoke_session))
-        .route("/evaluate", web::post().to(evaluate))
-        .route(
-            "/users/{id}/feature-flags",
-            web::get().to(user_feature_flags),
-        );
+    ApiRoutes::new(cfg, API_PREFIX)
+        .post("/sessions", start_session)
+        .post("/sessions/refresh", refresh_session)
+        .post("/sessions/revoke", revoke_session)
+        .post("/evaluate", evaluate)
+        .get("/users/{id}/feature-flags", user_feature_flags);
 }
 
 pub fn well_known_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/jwks.json", web::get().to(jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            web::get().to(openid_configuration),
-        );
+    ApiRoutes::new(cfg, "")
+        .get("/.well-known/jwks.json", jwks)
+        .get("/.well-known/openid-configuration", openid_configuration);
 }
 
-#[derive(Deserialize)]
+/// A user given inline: created, or updated when the `external_id` is known.
+#[derive(Deserialize, ToSchema)]
 struct InlineUser {
+    #[schema(value_type = String, required = true, example = "u-1042")]
     external_id: Option<String>,
+    #[schema(value_type = String, required = true, example = "ada@example.com")]
     email: Option<String>,
     first_name: Option<String>,
     last_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// An organization given inline: created, or updated when the
+/// `external_id` is known; the user becomes a member.
+#[derive(Deserialize, ToSchema)]
 struct InlineOrganization {
+    #[schema(value_type = String, required = true, example = "acme")]
     external_id: Option<String>,
+    #[schema(value_type = String, required = true, example = "Acme Inc.")]
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Who the session is for: `user_id` (with an optional `organization_id`
+/// the user belongs to), or an inline `user` (with an optional inline
+/// `organization` or `organization_id`).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = StartSession)]
 struct StartBody {
+    /// A Flagpole user id or the user's external id.
+    #[schema(example = "u-1042")]
     user_id: Option<String>,
+    /// A Flagpole organization id or external id; the user must be a member.
+    #[schema(example = "acme")]
     organization_id: Option<String>,
     user: Option<InlineUser>,
     organization: Option<InlineOrganization>,
+}
+
+/// A user, as the API answers it.
+#[derive(ToSchema)]
+pub struct UserObject {
+    #[schema(inline)]
+    pub object: UserKind,
+    #[schema(example = "user_01JD6Z8X4G7Q2M3N5P6R7S8T9V")]
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// Your application's id for the user.
+    #[schema(required = true)]
+    pub external_id: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum UserKind {
+    User,
+}
+
+/// An access token and a refresh token for a session.
+#[derive(ToSchema)]
+pub struct SessionResponse {
+    /// A JWT signed with the environment's key; verify it with the JWKS.
+    pub access_token: String,
+    /// Use once, with `POST /api/v1/sessions/refresh`.
+    pub refresh_token: String,
+    #[schema(inline)]
+    pub token_type: TokenType,
+    /// Seconds until the access token expires.
+    #[schema(example = 300)]
+    pub expires_in: i64,
+    /// The slugs of the flags that are on for the user (and organization).
+    #[schema(example = json!(["new-checkout"]))]
+    pub feature_flags: Vec<String>,
+    pub user: UserObject,
+    /// The session's organization, if any.
+    #[schema(required = true)]
+    pub organization_id: Option<String>,
+    #[schema(example = "ses_01JD6Z8X4G7Q2M3N5P6R7S8T9V")]
+    pub session_id: String,
+}
+
+#[derive(ToSchema)]
+pub enum TokenType {
+    Bearer,
 }
 
 fn required(value: Option<String>, field: &str, what: &str) -> Result<String, ApiError> {
@@ -173,6 +238,26 @@ fn session_response(
         })))
 }
 
+/// Starts a session for a user: an access token and a refresh token.
+///
+/// The access token is a JWT signed with the environment's key whose
+/// `feature_flags` claim lists the flags that are on for the user.
+#[utoipa::path(
+    operation_id = "start_session",
+    post,
+    path = "/api/v1/sessions",
+    tag = "Sessions",
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "The session's tokens.", body = SessionResponse),
+        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The user is not a member of the organization (`not_a_member`).", body = ErrorBody),
+        (status = 404, description = "No such user or organization (`user_not_found`, `organization_not_found`).", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid; `field` names it.", body = ErrorBody),
+    )
+)]
 async fn start_session(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -199,12 +284,36 @@ async fn start_session(
     session_response(&state, StatusCode::CREATED, &env, &issued, &signer)
 }
 
-#[derive(Deserialize)]
+/// A refresh token to exchange, and optionally another organization of the
+/// user to switch the session to.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = RefreshSession)]
 struct RefreshBody {
+    #[schema(value_type = String, required = true)]
     refresh_token: Option<String>,
+    /// A Flagpole organization id or external id; the user must be a member.
     organization_id: Option<String>,
 }
 
+/// Exchanges a refresh token for a new pair, with the flags evaluated again.
+///
+/// No key is needed: the refresh token is the credential. A refresh token
+/// used twice revokes its session.
+#[utoipa::path(
+    operation_id = "refresh_session",
+    post,
+    path = "/api/v1/sessions/refresh",
+    tag = "Sessions",
+    responses(
+        (status = 200, description = "The session's new tokens.", body = SessionResponse),
+        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
+        (status = 401, description = "The refresh token is unknown, reused, revoked or expired (`invalid_refresh_token`, `refresh_token_reused`, `session_revoked`, `session_expired`).", body = ErrorBody),
+        (status = 403, description = "The user is not a member of the organization (`not_a_member`).", body = ErrorBody),
+        (status = 404, description = "No such organization (`organization_not_found`).", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 422, description = "`refresh_token` is missing.", body = ErrorBody),
+    )
+)]
 async fn refresh_session(
     state: web::Data<AppState>,
     body: web::Json<RefreshBody>,
@@ -239,12 +348,34 @@ async fn refresh_session(
     session_response(&state, StatusCode::OK, &env, &issued, &signer)
 }
 
-#[derive(Deserialize)]
+/// The session to revoke, by one of its refresh tokens or by its id.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = RevokeSession)]
 struct RevokeBody {
     refresh_token: Option<String>,
+    #[schema(example = "ses_01JD6Z8X4G7Q2M3N5P6R7S8T9V")]
     session_id: Option<String>,
 }
 
+/// Revokes a session of the key's environment.
+///
+/// Its refresh tokens stop working; access tokens already issued live until
+/// they expire.
+#[utoipa::path(
+    operation_id = "revoke_session",
+    post,
+    path = "/api/v1/sessions/revoke",
+    tag = "Sessions",
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "The session is revoked."),
+        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No session of this environment has this id or refresh token (`session_not_found`).", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 422, description = "Neither or both of `refresh_token` and `session_id`.", body = ErrorBody),
+    )
+)]
 async fn revoke_session(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -276,10 +407,29 @@ async fn revoke_session(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+/// The user (and organization) to evaluate for.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Evaluate)]
 struct EvaluateBody {
+    /// A Flagpole user id or the user's external id.
+    #[schema(value_type = String, required = true, example = "u-1042")]
     user_id: Option<String>,
+    /// A Flagpole organization id or external id; the user must be a member.
+    #[schema(example = "acme")]
     organization_id: Option<String>,
+}
+
+/// The flags that are on for a user (and organization).
+#[derive(ToSchema)]
+pub struct EvaluationResponse {
+    /// The user's Flagpole id.
+    pub user_id: String,
+    /// The organization's Flagpole id, if one was given.
+    #[schema(required = true)]
+    pub organization_id: Option<String>,
+    /// The slugs of the flags that are on.
+    #[schema(example = json!(["new-checkout"]))]
+    pub feature_flags: Vec<String>,
 }
 
 /// Resolves a user (and organization, which the user must belong to) and
@@ -326,6 +476,23 @@ async fn evaluate_for(
     })))
 }
 
+/// Evaluates every flag of the key's environment for a user, without a token.
+#[utoipa::path(
+    operation_id = "evaluate",
+    post,
+    path = "/api/v1/evaluate",
+    tag = "Evaluation",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The flags that are on.", body = EvaluationResponse),
+        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The user is not a member of the organization (`not_a_member`).", body = ErrorBody),
+        (status = 404, description = "No such user or organization.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 422, description = "`user_id` is missing.", body = ErrorBody),
+    )
+)]
 async fn evaluate(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -340,11 +507,31 @@ async fn evaluate(
     evaluate_for(&state, &auth.environment, user, org).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FlagsQuery {
+    /// A Flagpole organization id or external id; the user must be a member.
     organization_id: Option<String>,
 }
 
+/// Evaluates every flag of the key's environment for one user.
+#[utoipa::path(
+    operation_id = "user_feature_flags",
+    get,
+    path = "/api/v1/users/{id}/feature-flags",
+    tag = "Evaluation",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "A Flagpole user id or the user's external id."),
+        FlagsQuery,
+    ),
+    responses(
+        (status = 200, description = "The flags that are on.", body = EvaluationResponse),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 403, description = "The user is not a member of the organization (`not_a_member`).", body = ErrorBody),
+        (status = 404, description = "No such user or organization.", body = ErrorBody),
+    )
+)]
 async fn user_feature_flags(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -359,6 +546,48 @@ async fn user_feature_flags(
     evaluate_for(&state, &auth.environment, path.into_inner(), org).await
 }
 
+/// The public signing keys of every environment (current and recently
+/// retired), to verify access tokens offline.
+#[derive(ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// A public key as a JSON Web Key: `EC` (P-256, ES256), `RSA` (RS256) or
+/// `OKP` (Ed25519, EdDSA).
+#[derive(ToSchema)]
+pub struct Jwk {
+    #[schema(example = "EC")]
+    pub kty: String,
+    /// The `kid` of the tokens signed with this key.
+    pub kid: String,
+    #[schema(example = "ES256")]
+    pub alg: String,
+    #[schema(rename = "use", example = "sig")]
+    pub key_use: String,
+    /// `P-256` or `Ed25519`.
+    #[schema(nullable = false)]
+    pub crv: Option<String>,
+    #[schema(nullable = false)]
+    pub x: Option<String>,
+    #[schema(nullable = false)]
+    pub y: Option<String>,
+    /// The RSA modulus.
+    #[schema(nullable = false)]
+    pub n: Option<String>,
+    /// The RSA exponent.
+    #[schema(nullable = false)]
+    pub e: Option<String>,
+}
+
+/// Publishes the public keys that verify access tokens.
+#[utoipa::path(
+    operation_id = "jwks",
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "Keys",
+    responses((status = 200, description = "The key set.", body = Jwks)),
+)]
 async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let st = state.clone();
     let keys = state
@@ -375,6 +604,31 @@ async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .json(signing::jwks(&keys)))
 }
 
+/// Where the keys and the token endpoint are, and which algorithms sign.
+#[derive(ToSchema)]
+pub struct OpenIdConfiguration {
+    /// The `iss` of every access token.
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub token_endpoint: String,
+    #[schema(example = json!(["ES256", "RS256", "EdDSA"]))]
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    pub response_types_supported: Vec<String>,
+    pub subject_types_supported: Vec<String>,
+    pub claims_supported: Vec<String>,
+}
+
+/// The OpenID Connect discovery document.
+///
+/// For JWT libraries that find the keys from the issuer.
+#[utoipa::path(
+    operation_id = "openid_configuration",
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "Keys",
+    responses((status = 200, description = "The configuration.", body = OpenIdConfiguration)),
+)]
 async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     let base = &state.config.public_url;
     let algorithms: Vec<&str> = SigningAlgorithm::ALL.iter().map(|a| a.as_str()).collect();

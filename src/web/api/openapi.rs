@@ -1,0 +1,118 @@
+//! The OpenAPI 3.1 document of every API route, generated from the handlers'
+//! `#[utoipa::path]` annotations and served at `GET /api/v1/openapi.json`.
+//! The OpenAPI test checks that it lists exactly the routes the server
+//! mounts (`super::mounted_routes`).
+
+use std::sync::OnceLock;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{flags, ofrep, sessions, ApiRoutes, API_PREFIX};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Flagpole",
+        description = "Feature flags: the management API, the token endpoint, evaluation, the published signing keys and the OpenFeature Remote Evaluation Protocol (OFREP). Calls that need a key take an environment's secret key as `Authorization: Bearer sk_…`; the key decides the environment. Errors of `/api/v1` are `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "Feature flags", description = "Create, read, change and archive feature flags."),
+        (name = "Rules", description = "Who gets a flag in an environment, with ETag and If-Match against lost updates."),
+        (name = "Sessions", description = "The token endpoint: signed access tokens with the flags that are on, and refresh tokens."),
+        (name = "Evaluation", description = "The flags that are on for a user, without a token."),
+        (name = "Keys", description = "The public keys that verify access tokens."),
+        (name = "OFREP", description = "The OpenFeature Remote Evaluation Protocol, for the OpenFeature SDKs' OFREP providers."),
+        (name = "OpenAPI", description = "This document."),
+    ),
+    paths(
+        flags::list,
+        flags::create,
+        flags::get,
+        flags::update,
+        flags::archive,
+        flags::unarchive,
+        flags::get_rule,
+        flags::put_rule,
+        flags::enable,
+        flags::disable,
+        flags::add_target,
+        flags::remove_target,
+        sessions::start_session,
+        sessions::refresh_session,
+        sessions::revoke_session,
+        sessions::evaluate,
+        sessions::user_feature_flags,
+        sessions::jwks,
+        sessions::openid_configuration,
+        ofrep::evaluate_flag,
+        ofrep::evaluate_flags,
+        openapi_json,
+    )
+)]
+pub struct ApiDoc;
+
+/// The `api_key` scheme: an environment's secret key as a bearer token; and
+/// `api_key_header`, the same key as `X-API-Key` (OFREP only).
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sk_…")
+                    .description(Some(
+                        "An environment's secret API key (dashboard: Environments, or `flagpole api-key create`).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "The same secret key in an `X-API-Key` header, which the OFREP endpoints also accept.",
+            ))),
+        );
+    }
+}
+
+/// The document, with the running version.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    ApiRoutes::new(cfg, API_PREFIX).get("/openapi.json", openapi_json);
+}
+
+/// This OpenAPI document.
+#[utoipa::path(
+    operation_id = "openapi",
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "OpenAPI",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = Object, content_type = "application/json")),
+)]
+async fn openapi_json() -> HttpResponse {
+    static JSON: OnceLock<String> = OnceLock::new();
+    let body = JSON.get_or_init(|| {
+        document()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(body.clone())
+}
