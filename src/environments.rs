@@ -107,6 +107,7 @@ fn insert(
     color: &str,
     require_confirmation: bool,
 ) -> Result<Environment, AppError> {
+    crate::db::lock_flags_and_environments(conn)?;
     let max: Option<i32> = environments::table
         .select(diesel::dsl::max(environments::position))
         .first(conn)?;
@@ -207,8 +208,12 @@ pub fn update(
                 object_label: &after.name,
                 flag_id: None,
                 environment_id: Some(id),
-                before: Some(json!({"name": before.name, "color": before.color, "require_confirmation": before.require_confirmation})),
-                after: Some(json!({"name": after.name, "color": after.color, "require_confirmation": after.require_confirmation})),
+                before: Some(
+                    json!({"name": before.name, "color": before.color, "require_confirmation": before.require_confirmation}),
+                ),
+                after: Some(
+                    json!({"name": after.name, "color": after.color, "require_confirmation": after.require_confirmation}),
+                ),
             },
         )?;
         Ok(after)

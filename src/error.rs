@@ -76,6 +76,14 @@ impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
         match err {
             diesel::result::Error::NotFound => AppError::NotFound,
+            // PostgreSQL text cannot hold NUL characters; whatever sent one
+            // gets a clear refusal, wherever the text came from.
+            diesel::result::Error::DatabaseError(_, ref info)
+                if info.message().contains("invalid byte sequence")
+                    || info.message().contains("0x00") =>
+            {
+                AppError::BadRequest("Text cannot contain NUL characters (\\u0000).".into())
+            }
             other => AppError::Internal(other.into()),
         }
     }

@@ -112,6 +112,7 @@ fn flag_state(flag: &Flag, tags: &[String]) -> serde_json::Value {
 pub fn create(conn: &mut DbConn, actor: &str, input: &FlagInput) -> Result<Flag, AppError> {
     let valid = validate_input(input, true)?;
     crate::db::write_transaction(conn, |conn| {
+        crate::db::lock_flags_and_environments(conn)?;
         let at = now();
         let flag = Flag {
             id: new_id("flag"),
@@ -634,7 +635,13 @@ pub fn save_rule(
                 .values(chunk)
                 .execute(c))?;
         }
-        let removed_views = describe_targets(conn, &change.remove)?;
+        let really_removed: Vec<String> = targets::table
+            .filter(targets::flag_id.eq(&flag.id))
+            .filter(targets::environment_id.eq(&env.id))
+            .filter(targets::target_id.eq_any(&change.remove))
+            .select(targets::target_id)
+            .load(conn)?;
+        let removed_views = describe_targets(conn, &really_removed)?;
         let removed = diesel::delete(
             targets::table
                 .filter(targets::flag_id.eq(&flag.id))

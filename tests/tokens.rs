@@ -414,6 +414,21 @@ async fn bad_bodies_get_clear_json_errors(app: TestApp) {
         )
         .await;
     assert_eq!((r.status, r.code()), (401, "invalid_refresh_token"));
+    // PostgreSQL text cannot hold NUL: a clear 400 on both backends, never a 500.
+    let r = start(&api, json!({"user_id": "ada\u{0}"})).await;
+    assert!(
+        r.status == 400 || r.status == 404,
+        "{} {:?}",
+        r.status,
+        r.body
+    );
+    let r = start(&api, json!({"user": {"external_id": "nul-1", "email": "nul@example.com", "first_name": "A\u{0}"}})).await;
+    assert!(
+        r.status == 400 || r.status == 201,
+        "{} {:?}",
+        r.status,
+        r.body
+    );
     let r = api.get("/api/v1/nothing-here").await;
     assert_eq!((r.status, r.code()), (404, "route_not_found"));
     let r = api
@@ -666,12 +681,12 @@ async fn concurrent_sessions_and_refreshes_all_succeed(app: TestApp) {
         let body = json!({"user_id": w.ada.id, "organization_id": w.acme.id});
         tasks.spawn_local(async move {
             let started = api.post("/api/v1/sessions", body).await;
-            let refreshed = Api {
-                key: None,
-                ..api
-            }
-            .post("/api/v1/sessions/refresh", json!({"refresh_token": started.body["refresh_token"]}))
-            .await;
+            let refreshed = Api { key: None, ..api }
+                .post(
+                    "/api/v1/sessions/refresh",
+                    json!({"refresh_token": started.body["refresh_token"]}),
+                )
+                .await;
             (started.status, refreshed.status, refreshed.body)
         });
     }

@@ -161,6 +161,14 @@ macro_rules! with_backend {
     };
 }
 
+/// Serializes changes to the set of flags or environments: each new flag
+/// needs a rule in every environment and each new environment one for every
+/// flag, so a flag and an environment created at the same moment must not
+/// miss each other. Holds the revision row's lock until the transaction ends.
+pub fn lock_flags_and_environments(conn: &mut DbConn) -> QueryResult<()> {
+    conn.batch_execute("UPDATE revisions SET revision = revision WHERE id = 1")
+}
+
 /// Runs `f` in a transaction meant to write. On SQLite the write lock is
 /// taken by the first statement: a transaction that read first and wrote
 /// later could not wait for a concurrent writer and would fail with

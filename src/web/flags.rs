@@ -667,11 +667,15 @@ async fn editor_post(
             Ok(redirect(&format!("/flags/{}", flag.slug)))
         }
         Err(AppError::Stale(message)) => {
-            render_editor(&ctx, flag, env, None, Some(message), false).await
+            let mut page = render_editor(&ctx, flag, env, None, Some(message), false).await?;
+            *page.status_mut() = StatusCode::CONFLICT;
+            Ok(page)
         }
         Err(AppError::Invalid(errors)) => {
             let message = errors.0.first().map(|(_, m)| m.clone());
-            render_editor(&ctx, flag, env, Some(draft), message, false).await
+            let mut page = render_editor(&ctx, flag, env, Some(draft), message, false).await?;
+            *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(page)
         }
         Err(other) => Err(other),
     }
