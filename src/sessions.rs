@@ -268,84 +268,85 @@ pub fn refresh(
         return Err(SessionError::InvalidRefreshToken);
     }
     let token_hash = hash(token);
-    let outcome = crate::db::write_transaction(conn, |conn| -> Result<RefreshOutcome, SessionError> {
-        let row: RefreshToken = refresh_tokens::table
-            .find(&token_hash)
-            .select(RefreshToken::as_select())
-            .first(conn)
-            .optional()?
-            .ok_or(SessionError::InvalidRefreshToken)?;
-        let mut session = get_session(conn, &row.session_id)?;
-        if session.revoked_at.is_some() {
-            return Err(SessionError::SessionRevoked);
-        }
-        if is_past(&session.expires_at) {
-            return Err(SessionError::SessionExpired);
-        }
-        if let Some(rotated_at) = &row.rotated_at {
-            let within_grace = settings.refresh_grace_seconds > 0
-                && chrono::DateTime::parse_from_rfc3339(rotated_at).is_ok_and(|t| {
-                    chrono::Utc::now()
-                        .signed_duration_since(t)
-                        .num_milliseconds()
-                        <= settings.refresh_grace_seconds * 1000
-                });
-            if let (true, Some(sealed)) = (within_grace, &row.successor_sealed) {
-                let successor = String::from_utf8(sealer.open(sealed, &row.token_hash)?)
-                    .map_err(|e| AppError::Internal(e.into()))?;
-                let user = directory::get_user(conn, &session.user_id)?;
-                return Ok(RefreshOutcome::Issued(Box::new(Issued {
-                    session,
-                    user,
-                    refresh_token: successor,
-                })));
-            }
-            revoke_session(conn, &session.id, "refresh_token_reused")?;
-            return Ok(RefreshOutcome::Reused);
-        }
-        if let Some(key) = organization {
-            let org = resolve_organization(conn, key)?;
-            if !is_member(conn, &session.user_id, &org.id)? {
-                return Err(SessionError::NotAMember);
-            }
-            session.organization_id = Some(org.id);
-        }
-        let new_token = insert_refresh_token(conn, &session.id)?;
-        let successor = if settings.refresh_grace_seconds > 0 {
-            Some(sealer.seal(new_token.as_bytes(), &token_hash)?)
-        } else {
-            None
-        };
-        // Only one concurrent refresh can rotate a token; a loser sees 0 rows.
-        let rotated = diesel::update(
-            refresh_tokens::table
+    let outcome =
+        crate::db::write_transaction(conn, |conn| -> Result<RefreshOutcome, SessionError> {
+            let row: RefreshToken = refresh_tokens::table
                 .find(&token_hash)
-                .filter(refresh_tokens::rotated_at.is_null()),
-        )
-        .set((
-            refresh_tokens::rotated_at.eq(now()),
-            refresh_tokens::successor_sealed.eq(successor),
-        ))
-        .execute(conn)?;
-        if rotated == 0 {
-            return Err(SessionError::RefreshTokenReused);
-        }
-        session.last_refreshed_at = now();
-        session.expires_at = after_seconds(settings.refresh_ttl_seconds);
-        diesel::update(sessions::table.find(&session.id))
+                .select(RefreshToken::as_select())
+                .first(conn)
+                .optional()?
+                .ok_or(SessionError::InvalidRefreshToken)?;
+            let mut session = get_session(conn, &row.session_id)?;
+            if session.revoked_at.is_some() {
+                return Err(SessionError::SessionRevoked);
+            }
+            if is_past(&session.expires_at) {
+                return Err(SessionError::SessionExpired);
+            }
+            if let Some(rotated_at) = &row.rotated_at {
+                let within_grace = settings.refresh_grace_seconds > 0
+                    && chrono::DateTime::parse_from_rfc3339(rotated_at).is_ok_and(|t| {
+                        chrono::Utc::now()
+                            .signed_duration_since(t)
+                            .num_milliseconds()
+                            <= settings.refresh_grace_seconds * 1000
+                    });
+                if let (true, Some(sealed)) = (within_grace, &row.successor_sealed) {
+                    let successor = String::from_utf8(sealer.open(sealed, &row.token_hash)?)
+                        .map_err(|e| AppError::Internal(e.into()))?;
+                    let user = directory::get_user(conn, &session.user_id)?;
+                    return Ok(RefreshOutcome::Issued(Box::new(Issued {
+                        session,
+                        user,
+                        refresh_token: successor,
+                    })));
+                }
+                revoke_session(conn, &session.id, "refresh_token_reused")?;
+                return Ok(RefreshOutcome::Reused);
+            }
+            if let Some(key) = organization {
+                let org = resolve_organization(conn, key)?;
+                if !is_member(conn, &session.user_id, &org.id)? {
+                    return Err(SessionError::NotAMember);
+                }
+                session.organization_id = Some(org.id);
+            }
+            let new_token = insert_refresh_token(conn, &session.id)?;
+            let successor = if settings.refresh_grace_seconds > 0 {
+                Some(sealer.seal(new_token.as_bytes(), &token_hash)?)
+            } else {
+                None
+            };
+            // Only one concurrent refresh can rotate a token; a loser sees 0 rows.
+            let rotated = diesel::update(
+                refresh_tokens::table
+                    .find(&token_hash)
+                    .filter(refresh_tokens::rotated_at.is_null()),
+            )
             .set((
-                sessions::organization_id.eq(&session.organization_id),
-                sessions::last_refreshed_at.eq(&session.last_refreshed_at),
-                sessions::expires_at.eq(&session.expires_at),
+                refresh_tokens::rotated_at.eq(now()),
+                refresh_tokens::successor_sealed.eq(successor),
             ))
             .execute(conn)?;
-        let user = directory::get_user(conn, &session.user_id)?;
-        Ok(RefreshOutcome::Issued(Box::new(Issued {
-            session,
-            user,
-            refresh_token: new_token,
-        })))
-    })?;
+            if rotated == 0 {
+                return Err(SessionError::RefreshTokenReused);
+            }
+            session.last_refreshed_at = now();
+            session.expires_at = after_seconds(settings.refresh_ttl_seconds);
+            diesel::update(sessions::table.find(&session.id))
+                .set((
+                    sessions::organization_id.eq(&session.organization_id),
+                    sessions::last_refreshed_at.eq(&session.last_refreshed_at),
+                    sessions::expires_at.eq(&session.expires_at),
+                ))
+                .execute(conn)?;
+            let user = directory::get_user(conn, &session.user_id)?;
+            Ok(RefreshOutcome::Issued(Box::new(Issued {
+                session,
+                user,
+                refresh_token: new_token,
+            })))
+        })?;
     match outcome {
         RefreshOutcome::Issued(issued) => Ok(*issued),
         RefreshOutcome::Reused => Err(SessionError::RefreshTokenReused),
