@@ -456,9 +456,16 @@ fn api_routes_are_only_mounted_through_the_recorder() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let source = std::fs::read_to_string(&path).unwrap();
+        // The recorder itself mounts what it records.
+        let mut in_recorder = false;
         for (n, line) in source.lines().enumerate() {
             let code = line.trim_start();
-            if code.starts_with("//") || code.contains("self.cfg.route(path, web::method(method)") {
+            if line.starts_with("impl<'a> ApiRoutes<'a> {") {
+                in_recorder = true;
+            } else if in_recorder && line == "}" {
+                in_recorder = false;
+            }
+            if in_recorder || code.starts_with("//") {
                 continue;
             }
             for pattern in [

@@ -10,7 +10,9 @@ use std::sync::{Mutex, PoisonError};
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::{header, Method, StatusCode};
-use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError};
+use actix_web::{
+    guard, web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError,
+};
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -82,11 +84,35 @@ impl<'a> ApiRoutes<'a> {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
+        self.record(&method, path);
+        self.cfg.route(path, web::method(method).to(handler));
+        self
+    }
+
+    fn record(&self, method: &Method, path: &str) {
         MOUNTED
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert((method.to_string(), format!("{}{path}", self.prefix)));
-        self.cfg.route(path, web::method(method).to(handler));
+    }
+
+    /// A POST route with its own `app_data` (e.g. a larger `JsonConfig`),
+    /// on a resource that answers POST only, so other methods on the same
+    /// path fall through to the routes after it.
+    pub fn post_with_data<F, Args, D>(&mut self, path: &str, data: D, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+        D: 'static,
+    {
+        self.record(&Method::POST, path);
+        self.cfg.service(
+            web::resource(path)
+                .guard(guard::Post())
+                .app_data(data)
+                .route(web::post().to(handler)),
+        );
         self
     }
 
