@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use serde_json::Value;
 
 use crate::db::schema::{audit_events, revisions};
-use crate::db::DbConn;
+use crate::db::{Db, DbConn};
 use crate::ids::{new_id, now};
 use crate::models::AuditEvent;
 
@@ -29,8 +29,8 @@ pub fn revision(conn: &mut DbConn) -> QueryResult<i64> {
         .first(conn)
 }
 
-pub fn record(conn: &mut DbConn, actor: &str, change: Change<'_>) -> QueryResult<()> {
-    let event = AuditEvent {
+fn event_of(actor: &str, change: Change<'_>, at: String) -> AuditEvent {
+    AuditEvent {
         id: new_id("audit"),
         actor: actor.to_string(),
         action: change.action.to_string(),
@@ -41,11 +41,37 @@ pub fn record(conn: &mut DbConn, actor: &str, change: Change<'_>) -> QueryResult
         environment_id: change.environment_id.map(str::to_string),
         before_state: change.before.map(|v| v.to_string()),
         after_state: change.after.map(|v| v.to_string()),
-        created_at: now(),
-    };
+        created_at: at,
+    }
+}
+
+pub fn record(conn: &mut DbConn, actor: &str, change: Change<'_>) -> QueryResult<()> {
+    let event = event_of(actor, change, now());
     diesel::insert_into(audit_events::table)
         .values(&event)
         .execute(conn)?;
+    diesel::update(revisions::table.find(1))
+        .set(revisions::revision.eq(revisions::revision + 1))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records many changes of one operation (a bulk upsert) with batched
+/// inserts and a single revision bump.
+pub fn record_many(conn: &mut DbConn, actor: &str, changes: Vec<Change<'_>>) -> QueryResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let at = now();
+    let events: Vec<AuditEvent> = changes
+        .into_iter()
+        .map(|change| event_of(actor, change, at.clone()))
+        .collect();
+    for chunk in events.chunks(500) {
+        crate::with_backend!(conn, |c| diesel::insert_into(audit_events::table)
+            .values(chunk)
+            .execute(c))?;
+    }
     diesel::update(revisions::table.find(1))
         .set(revisions::revision.eq(revisions::revision + 1))
         .execute(conn)?;
@@ -59,6 +85,35 @@ pub struct AuditFilter {
     pub actor: Option<String>,
 }
 
+/// When events happened: `since` inclusive, `until` exclusive, both as
+/// stored (RFC 3339 UTC with microseconds, see `ids::now`).
+#[derive(Debug, Default, Clone)]
+pub struct TimeRange {
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// The events that pass `filter` and `range`, unordered, for lists to sort and page.
+pub fn matching<'a>(filter: &AuditFilter, range: &TimeRange) -> audit_events::BoxedQuery<'a, Db> {
+    let mut query = audit_events::table.into_boxed();
+    if let Some(flag_id) = &filter.flag_id {
+        query = query.filter(audit_events::flag_id.eq(flag_id.clone()));
+    }
+    if let Some(env_id) = &filter.environment_id {
+        query = query.filter(audit_events::environment_id.eq(env_id.clone()));
+    }
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_events::actor.eq(actor.clone()));
+    }
+    if let Some(since) = &range.since {
+        query = query.filter(audit_events::created_at.ge(since.clone()));
+    }
+    if let Some(until) = &range.until {
+        query = query.filter(audit_events::created_at.lt(until.clone()));
+    }
+    query
+}
+
 /// Newest first; `page` counts from 1.
 pub fn list(
     conn: &mut DbConn,
@@ -66,19 +121,7 @@ pub fn list(
     page: i64,
     per_page: i64,
 ) -> QueryResult<(Vec<AuditEvent>, i64)> {
-    let build = || {
-        let mut query = audit_events::table.into_boxed();
-        if let Some(flag_id) = &filter.flag_id {
-            query = query.filter(audit_events::flag_id.eq(flag_id.clone()));
-        }
-        if let Some(env_id) = &filter.environment_id {
-            query = query.filter(audit_events::environment_id.eq(env_id.clone()));
-        }
-        if let Some(actor) = &filter.actor {
-            query = query.filter(audit_events::actor.eq(actor.clone()));
-        }
-        query
-    };
+    let build = || matching(filter, &TimeRange::default());
     let total: i64 = build().count().get_result(conn)?;
     let events = build()
         .order(audit_events::id.desc())

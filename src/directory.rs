@@ -1,11 +1,13 @@
 //! Organizations, users and memberships: who a flag can be given to.
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 use serde_json::json;
 
 use crate::audit::{self, Change};
 use crate::db::schema::{memberships, organizations, targets, users};
-use crate::db::{contains_pattern, is_unique_violation, lower, DbConn};
+use crate::db::{contains_pattern, is_unique_violation, lower, Db, DbConn};
 use crate::error::{AppError, FieldErrors};
 use crate::ids::{new_id, now};
 use crate::models::{Membership, Organization, User};
@@ -68,6 +70,46 @@ pub fn get_user(conn: &mut DbConn, id: &str) -> QueryResult<User> {
     users::table.find(id).select(User::as_select()).first(conn)
 }
 
+/// Organizations whose name, id or external id contains `q` (all when `q`
+/// is blank), unordered, for lists to sort and page.
+pub fn orgs_matching<'a>(q: &str) -> organizations::BoxedQuery<'a, Db> {
+    let mut query = organizations::table.into_boxed();
+    if !q.trim().is_empty() {
+        let p = contains_pattern(q.trim());
+        query = query.filter(
+            lower(organizations::name)
+                .like(p.clone())
+                .escape('\\')
+                .or(lower(organizations::external_id.assume_not_null())
+                    .like(p.clone())
+                    .escape('\\'))
+                .or(lower(organizations::id).like(p).escape('\\')),
+        );
+    }
+    query
+}
+
+/// Users whose email, name, id or external id contains `q` (all when `q` is
+/// blank), unordered, for lists to sort and page.
+pub fn users_matching<'a>(q: &str) -> users::BoxedQuery<'a, Db> {
+    let mut query = users::table.into_boxed();
+    if !q.trim().is_empty() {
+        let p = contains_pattern(q.trim());
+        query = query.filter(
+            lower(users::email)
+                .like(p.clone())
+                .escape('\\')
+                .or(lower(users::first_name).like(p.clone()).escape('\\'))
+                .or(lower(users::last_name).like(p.clone()).escape('\\'))
+                .or(lower(users::external_id.assume_not_null())
+                    .like(p.clone())
+                    .escape('\\'))
+                .or(lower(users::id).like(p).escape('\\')),
+        );
+    }
+    query
+}
+
 /// Organizations whose name, id or external id contains `q`, by name, with member counts.
 pub fn list_orgs(
     conn: &mut DbConn,
@@ -75,22 +117,7 @@ pub fn list_orgs(
     page: i64,
     per_page: i64,
 ) -> QueryResult<(Vec<(Organization, i64)>, i64)> {
-    let build = || {
-        let mut query = organizations::table.into_boxed();
-        if !q.trim().is_empty() {
-            let p = contains_pattern(q.trim());
-            query = query.filter(
-                lower(organizations::name)
-                    .like(p.clone())
-                    .escape('\\')
-                    .or(lower(organizations::external_id.assume_not_null())
-                        .like(p.clone())
-                        .escape('\\'))
-                    .or(lower(organizations::id).like(p).escape('\\')),
-            );
-        }
-        query
-    };
+    let build = || orgs_matching(q);
     let total = build().count().get_result(conn)?;
     let orgs: Vec<Organization> = build()
         .order((organizations::name.asc(), organizations::id.asc()))
@@ -239,24 +266,7 @@ pub fn list_users(
     page: i64,
     per_page: i64,
 ) -> QueryResult<(Vec<User>, i64)> {
-    let build = || {
-        let mut query = users::table.into_boxed();
-        if !q.trim().is_empty() {
-            let p = contains_pattern(q.trim());
-            query = query.filter(
-                lower(users::email)
-                    .like(p.clone())
-                    .escape('\\')
-                    .or(lower(users::first_name).like(p.clone()).escape('\\'))
-                    .or(lower(users::last_name).like(p.clone()).escape('\\'))
-                    .or(lower(users::external_id.assume_not_null())
-                        .like(p.clone())
-                        .escape('\\'))
-                    .or(lower(users::id).like(p).escape('\\')),
-            );
-        }
-        query
-    };
+    let build = || users_matching(q);
     let total = build().count().get_result(conn)?;
     let rows = build()
         .order((users::email.asc(), users::id.asc()))
@@ -473,11 +483,14 @@ pub fn add_membership(
             .filter(memberships::organization_id.eq(&org.id))
             .count()
             .get_result(conn)?;
-        if exists > 0 {
-            return Err(AppError::Invalid(FieldErrors::single(
+        let already = || {
+            AppError::Invalid(FieldErrors::conflict(
                 "user",
                 format!("{} is already a member of {}.", user.email, org.name),
-            )));
+            ))
+        };
+        if exists > 0 {
+            return Err(already());
         }
         diesel::insert_into(memberships::table)
             .values(&Membership {
@@ -485,7 +498,14 @@ pub fn add_membership(
                 organization_id: org.id.clone(),
                 created_at: now(),
             })
-            .execute(conn)?;
+            .execute(conn)
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    already()
+                } else {
+                    e.into()
+                }
+            })?;
         audit::record(
             conn,
             actor,
@@ -547,4 +567,388 @@ pub fn find_user_by_id_or_external(conn: &mut DbConn, key: &str) -> QueryResult<
         .select(User::as_select())
         .first(conn)
         .optional()
+}
+
+/// The membership of a user in an organization, if there is one.
+pub fn membership(
+    conn: &mut DbConn,
+    org_id: &str,
+    user_id: &str,
+) -> QueryResult<Option<Membership>> {
+    memberships::table
+        .filter(memberships::organization_id.eq(org_id))
+        .filter(memberships::user_id.eq(user_id))
+        .select(Membership::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The most objects one bulk request may create or update.
+pub const BULK_LIMIT: usize = 1_000;
+
+/// One user of a bulk upsert, matched by `external_id`. An absent field
+/// keeps its current value when the user exists; a new user needs an email.
+#[derive(Debug, Clone, Default)]
+pub struct BulkUser {
+    pub external_id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// One organization of a bulk upsert, matched by `external_id`. A new
+/// organization needs a name.
+#[derive(Debug, Clone, Default)]
+pub struct BulkOrganization {
+    pub external_id: String,
+    pub name: Option<String>,
+}
+
+/// What a bulk upsert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkCounts {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// The field of the `i`th object of a bulk request, as the API names it.
+fn bulk_field(i: usize, field: &str) -> String {
+    format!("data[{i}].{field}")
+}
+
+/// Renames the fields of a validation error to those of the `i`th object.
+fn at_index(err: AppError, i: usize) -> AppError {
+    match err {
+        AppError::Invalid(FieldErrors(fields, conflict)) => AppError::Invalid(FieldErrors(
+            fields
+                .into_iter()
+                .map(|(field, message)| (bulk_field(i, &field), message))
+                .collect(),
+            conflict,
+        )),
+        other => other,
+    }
+}
+
+/// Runs a bulk write, and once more when it conflicts: a concurrent request
+/// may have created one of the same external ids after this one looked, and
+/// the second attempt then updates it instead. A real conflict (an email
+/// another user has) fails again and is reported.
+fn retry_on_conflict<T>(mut write: impl FnMut() -> Result<T, AppError>) -> Result<T, AppError> {
+    match write() {
+        Err(AppError::Invalid(errors)) if errors.is_conflict() => write(),
+        other => other,
+    }
+}
+
+fn check_bulk_size(n: usize) -> Result<(), AppError> {
+    if n > BULK_LIMIT {
+        return Err(AppError::Invalid(FieldErrors::single(
+            "data",
+            format!("A bulk request takes at most {BULK_LIMIT} objects; split it into several."),
+        )));
+    }
+    Ok(())
+}
+
+/// The external id of the `i`th object: required, valid, and not repeated.
+fn bulk_external_id(
+    errors: &mut FieldErrors,
+    seen: &mut HashMap<String, usize>,
+    i: usize,
+    raw: &str,
+) -> String {
+    let field = bulk_field(i, "external_id");
+    match validate::external_id(raw) {
+        Err(e) => errors.add(&field, e),
+        Ok(None) => errors.add(
+            &field,
+            "Give each object an external_id: bulk requests match objects by it.",
+        ),
+        Ok(Some(id)) => {
+            if let Some(first) = seen.get(&id) {
+                errors.add(
+                    &field,
+                    format!("The external_id {id:?} appears twice in this request (also data[{first}])."),
+                );
+            } else {
+                seen.insert(id.clone(), i);
+            }
+            return id;
+        }
+    }
+    String::new()
+}
+
+/// Loads the rows of `table` whose external id is one of `ids`, by external id.
+macro_rules! by_external_ids {
+    ($conn:expr, $table:ident, $model:ty, $ids:expr) => {{
+        let mut found: HashMap<String, $model> = HashMap::new();
+        for chunk in $ids.chunks(500) {
+            let rows: Vec<$model> = $table::table
+                .filter($table::external_id.eq_any(chunk))
+                .select(<$model>::as_select())
+                .load($conn)?;
+            for row in rows {
+                if let Some(ext) = row.external_id.clone() {
+                    found.insert(ext, row);
+                }
+            }
+        }
+        found
+    }};
+}
+
+/// A user of a bulk request with its present fields checked.
+struct ValidBulkUser {
+    external_id: String,
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+/// Creates or updates up to [`BULK_LIMIT`] users by external id in one
+/// transaction: all of them or, when any is invalid or conflicts with
+/// another user, none. Users whose fields already match are left alone
+/// (not counted as updated, not audited), so a repeated request changes
+/// nothing. Each created or updated user is audited like a single change.
+pub fn bulk_upsert_users(
+    conn: &mut DbConn,
+    actor: &str,
+    items: &[BulkUser],
+) -> Result<BulkCounts, AppError> {
+    check_bulk_size(items.len())?;
+    let mut errors = FieldErrors::default();
+    let mut seen_ids = HashMap::new();
+    let mut seen_emails: HashMap<String, usize> = HashMap::new();
+    let mut valid = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let external_id = bulk_external_id(&mut errors, &mut seen_ids, i, &item.external_id);
+        let email = match item.email.as_deref().map(validate::email) {
+            None => None,
+            Some(Err(e)) => {
+                errors.add(&bulk_field(i, "email"), e);
+                None
+            }
+            Some(Ok(email)) => {
+                if let Some(first) = seen_emails.get(&email) {
+                    errors.add(
+                        &bulk_field(i, "email"),
+                        format!("Two users of this request have this email (also data[{first}])."),
+                    );
+                } else {
+                    seen_emails.insert(email.clone(), i);
+                }
+                Some(email)
+            }
+        };
+        let mut name = |field: &str, what: &str, value: &Option<String>| {
+            value.as_deref().and_then(|v| {
+                validate::text(v, what, 100)
+                    .map_err(|e| errors.add(&bulk_field(i, field), e))
+                    .ok()
+            })
+        };
+        let first_name = name("first_name", "first name", &item.first_name);
+        let last_name = name("last_name", "last name", &item.last_name);
+        valid.push(ValidBulkUser {
+            external_id,
+            email,
+            first_name,
+            last_name,
+        });
+    }
+    errors.into_result()?;
+    retry_on_conflict(|| upsert_users(conn, actor, &valid))
+}
+
+fn upsert_users(
+    conn: &mut DbConn,
+    actor: &str,
+    valid: &[ValidBulkUser],
+) -> Result<BulkCounts, AppError> {
+    crate::db::write_transaction(conn, |conn| {
+        let ids: Vec<String> = valid.iter().map(|v| v.external_id.clone()).collect();
+        let existing = by_external_ids!(conn, users, User, ids);
+        let mut counts = BulkCounts::default();
+        let mut changed: Vec<(Option<User>, User)> = Vec::new();
+        let at = now();
+        for (i, v) in valid.iter().enumerate() {
+            let unique = |e| at_index(unique_error(e, user_unique_field), i);
+            match existing.get(&v.external_id) {
+                None => {
+                    let Some(email) = v.email.clone() else {
+                        return Err(AppError::Invalid(FieldErrors::single(
+                            &bulk_field(i, "email"),
+                            "Give an email: there is no user with this external_id yet, and a new user needs one.",
+                        )));
+                    };
+                    let user = User {
+                        id: new_id("user"),
+                        email,
+                        first_name: v.first_name.clone().unwrap_or_default(),
+                        last_name: v.last_name.clone().unwrap_or_default(),
+                        external_id: Some(v.external_id.clone()),
+                        created_at: at.clone(),
+                        updated_at: at.clone(),
+                    };
+                    diesel::insert_into(users::table)
+                        .values(&user)
+                        .execute(conn)
+                        .map_err(unique)?;
+                    counts.created += 1;
+                    changed.push((None, user));
+                }
+                Some(current) => {
+                    let mut user = current.clone();
+                    user.email = v.email.clone().unwrap_or(user.email);
+                    user.first_name = v.first_name.clone().unwrap_or(user.first_name);
+                    user.last_name = v.last_name.clone().unwrap_or(user.last_name);
+                    if user_state(&user) == user_state(current) {
+                        counts.unchanged += 1;
+                        continue;
+                    }
+                    user.updated_at = at.clone();
+                    diesel::update(users::table.find(&user.id))
+                        .set((
+                            users::email.eq(&user.email),
+                            users::first_name.eq(&user.first_name),
+                            users::last_name.eq(&user.last_name),
+                            users::updated_at.eq(&user.updated_at),
+                        ))
+                        .execute(conn)
+                        .map_err(unique)?;
+                    counts.updated += 1;
+                    changed.push((Some(current.clone()), user));
+                }
+            }
+        }
+        audit::record_many(
+            conn,
+            actor,
+            changed
+                .iter()
+                .map(|(before, after)| Change {
+                    action: if before.is_some() {
+                        "user.updated"
+                    } else {
+                        "user.created"
+                    },
+                    object_type: "user",
+                    object_id: &after.id,
+                    object_label: &after.email,
+                    flag_id: None,
+                    environment_id: None,
+                    before: before.as_ref().map(user_state),
+                    after: Some(user_state(after)),
+                })
+                .collect(),
+        )?;
+        Ok(counts)
+    })
+}
+
+/// Creates or updates up to [`BULK_LIMIT`] organizations by external id in
+/// one transaction, all or nothing, idempotently, like [`bulk_upsert_users`].
+pub fn bulk_upsert_orgs(
+    conn: &mut DbConn,
+    actor: &str,
+    items: &[BulkOrganization],
+) -> Result<BulkCounts, AppError> {
+    check_bulk_size(items.len())?;
+    let mut errors = FieldErrors::default();
+    let mut seen_ids = HashMap::new();
+    let mut valid = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let external_id = bulk_external_id(&mut errors, &mut seen_ids, i, &item.external_id);
+        let name = item.name.as_deref().and_then(|n| {
+            validate::name(n, "name", 100)
+                .map_err(|e| errors.add(&bulk_field(i, "name"), e))
+                .ok()
+        });
+        valid.push((external_id, name));
+    }
+    errors.into_result()?;
+    retry_on_conflict(|| upsert_orgs(conn, actor, &valid))
+}
+
+fn upsert_orgs(
+    conn: &mut DbConn,
+    actor: &str,
+    valid: &[(String, Option<String>)],
+) -> Result<BulkCounts, AppError> {
+    crate::db::write_transaction(conn, |conn| {
+        let ids: Vec<String> = valid.iter().map(|(ext, _)| ext.clone()).collect();
+        let existing = by_external_ids!(conn, organizations, Organization, ids);
+        let mut counts = BulkCounts::default();
+        let mut changed: Vec<(Option<Organization>, Organization)> = Vec::new();
+        let at = now();
+        for (i, (external_id, name)) in valid.iter().enumerate() {
+            let unique = |e| at_index(unique_error(e, |_| ("external_id", EXTERNAL_ID_TAKEN)), i);
+            match existing.get(external_id) {
+                None => {
+                    let Some(name) = name.clone() else {
+                        return Err(AppError::Invalid(FieldErrors::single(
+                            &bulk_field(i, "name"),
+                            "Give a name: there is no organization with this external_id yet, and a new organization needs one.",
+                        )));
+                    };
+                    let org = Organization {
+                        id: new_id("org"),
+                        name,
+                        external_id: Some(external_id.clone()),
+                        created_at: at.clone(),
+                        updated_at: at.clone(),
+                    };
+                    diesel::insert_into(organizations::table)
+                        .values(&org)
+                        .execute(conn)
+                        .map_err(unique)?;
+                    counts.created += 1;
+                    changed.push((None, org));
+                }
+                Some(current) => {
+                    let mut org = current.clone();
+                    org.name = name.clone().unwrap_or(org.name);
+                    if org.name == current.name {
+                        counts.unchanged += 1;
+                        continue;
+                    }
+                    org.updated_at = at.clone();
+                    diesel::update(organizations::table.find(&org.id))
+                        .set((
+                            organizations::name.eq(&org.name),
+                            organizations::updated_at.eq(&org.updated_at),
+                        ))
+                        .execute(conn)
+                        .map_err(unique)?;
+                    counts.updated += 1;
+                    changed.push((Some(current.clone()), org));
+                }
+            }
+        }
+        audit::record_many(
+            conn,
+            actor,
+            changed
+                .iter()
+                .map(|(before, after)| Change {
+                    action: if before.is_some() {
+                        "organization.updated"
+                    } else {
+                        "organization.created"
+                    },
+                    object_type: "organization",
+                    object_id: &after.id,
+                    object_label: &after.name,
+                    flag_id: None,
+                    environment_id: None,
+                    before: before.as_ref().map(org_state),
+                    after: Some(org_state(after)),
+                })
+                .collect(),
+        )?;
+        Ok(counts)
+    })
 }

@@ -21,6 +21,8 @@ use crate::models::{ApiKey, Environment};
 use crate::sessions::SessionError;
 use crate::{api_keys, AppState};
 
+pub mod audit;
+pub mod directory;
 pub mod flags;
 pub mod ofrep;
 pub mod openapi;
@@ -38,6 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(json_config())
             .configure(sessions::routes)
             .configure(flags::routes)
+            .configure(directory::routes)
+            .configure(audit::routes)
             .configure(openapi::routes)
             .default_service(web::to(api_not_found)),
     )
@@ -325,9 +329,15 @@ impl From<SessionError> for ApiError {
 }
 
 fn json_config() -> web::JsonConfig {
+    json_config_with_limit(1 << 20)
+}
+
+/// The JSON body settings of the API with a larger limit, for the few
+/// routes (bulk upserts) whose bodies can be big.
+fn json_config_with_limit(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(1 << 20)
-        .error_handler(|err, _req| {
+        .limit(limit)
+        .error_handler(move |err, _req| {
             let api = match &err {
                 JsonPayloadError::ContentType => ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -338,7 +348,7 @@ fn json_config() -> web::JsonConfig {
                 | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
-                    "The body is larger than 1 MiB.",
+                    format!("The body is larger than {} MiB.", limit >> 20),
                 ),
                 JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{flags, ofrep, sessions, ApiRoutes, API_PREFIX};
+use super::{audit, directory, flags, ofrep, sessions, ApiRoutes, API_PREFIX};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,9 @@ use super::{flags, ofrep, sessions, ApiRoutes, API_PREFIX};
     tags(
         (name = "Feature flags", description = "Create, read, change and archive feature flags."),
         (name = "Rules", description = "Who gets a flag in an environment, with ETag and If-Match against lost updates."),
+        (name = "Organizations", description = "Organizations and their members, by Flagpole id or external id; bulk upserts by external id."),
+        (name = "Users", description = "Users, by Flagpole id or external id; bulk upserts by external id."),
+        (name = "Audit log", description = "Who changed what, where, from what to what, and when."),
         (name = "Sessions", description = "The token endpoint: signed access tokens with the flags that are on, and refresh tokens."),
         (name = "Evaluation", description = "The flags that are on for a user, without a token."),
         (name = "Keys", description = "The public keys that verify access tokens."),
@@ -42,6 +45,22 @@ use super::{flags, ofrep, sessions, ApiRoutes, API_PREFIX};
         flags::disable,
         flags::add_target,
         flags::remove_target,
+        directory::list_orgs,
+        directory::create_org,
+        directory::bulk_orgs,
+        directory::get_org,
+        directory::update_org,
+        directory::delete_org,
+        directory::list_memberships,
+        directory::add_membership,
+        directory::remove_membership,
+        directory::list_users,
+        directory::create_user,
+        directory::bulk_users,
+        directory::get_user,
+        directory::update_user,
+        directory::delete_user,
+        audit::list,
         sessions::start_session,
         sessions::refresh_session,
         sessions::revoke_session,
