@@ -112,7 +112,7 @@ pub struct SessionResponse {
     /// The session's organization, if any.
     #[schema(required = true)]
     pub organization_id: Option<String>,
-    #[schema(example = "ses_01JD6Z8X4G7Q2M3N5P6R7S8T9V")]
+    #[schema(example = "session_01JD6Z8X4G7Q2M3N5P6R7S8T9V")]
     pub session_id: String,
 }
 
@@ -353,7 +353,7 @@ async fn refresh_session(
 #[schema(as = RevokeSession)]
 struct RevokeBody {
     refresh_token: Option<String>,
-    #[schema(example = "ses_01JD6Z8X4G7Q2M3N5P6R7S8T9V")]
+    #[schema(example = "session_01JD6Z8X4G7Q2M3N5P6R7S8T9V")]
     session_id: Option<String>,
 }
 
