@@ -718,6 +718,126 @@ async fn real_answers_match_their_schemas(app: TestApp) {
     assert_eq!(status, 201, "{session}");
     assert_eq!(session["feature_flags"], json!([]));
 
+    // The directory: bulk upserts, objects, memberships, deletions.
+    let ok = |status: u16| (200..300).contains(&status);
+    let (status, _, body) = api
+        .call(
+            M::POST,
+            "/api/v1/users/bulk",
+            "/api/v1/users/bulk",
+            &[],
+            Some(json!({"data": [{"external_id": "u-2000", "email": "grace@example.com", "first_name": "Grace"}]})),
+        )
+        .await;
+    assert_eq!((status, body["created"].as_u64()), (200, Some(1)), "{body}");
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"external_id": format!("bulk-{i}"), "email": format!("b{i}@example.com")}))
+        .collect();
+    let (status, _, _) = api
+        .call(
+            M::POST,
+            "/api/v1/users/bulk",
+            "/api/v1/users/bulk",
+            &[],
+            Some(json!({ "data": many })),
+        )
+        .await;
+    assert_eq!(status, 413);
+    let (status, _, body) = api
+        .call(
+            M::POST,
+            "/api/v1/organizations/bulk",
+            "/api/v1/organizations/bulk",
+            &[],
+            Some(json!({"data": [{"external_id": "globex", "name": "Globex"}]})),
+        )
+        .await;
+    assert_eq!((status, body["created"].as_u64()), (200, Some(1)), "{body}");
+    let members = "/api/v1/organizations/{id}/memberships";
+    let (status, _, body) = api
+        .call(
+            M::POST,
+            members,
+            "/api/v1/organizations/globex/memberships",
+            &[],
+            Some(json!({"user_id": "u-2000"})),
+        )
+        .await;
+    assert!(ok(status), "{status} {body}");
+    let (status, _, body) = api
+        .call(
+            M::GET,
+            members,
+            "/api/v1/organizations/globex/memberships",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["data"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    for (template, path) in [
+        ("/api/v1/organizations", "/api/v1/organizations"),
+        ("/api/v1/users", "/api/v1/users?q=grace"),
+        ("/api/v1/organizations/{id}", "/api/v1/organizations/globex"),
+        ("/api/v1/users/{id}", "/api/v1/users/u-2000"),
+        ("/api/v1/audit-events", "/api/v1/audit-events?limit=5"),
+    ] {
+        let (status, _, body) = api.call(M::GET, template, path, &[], None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, _, body) = api
+        .call(
+            M::PATCH,
+            "/api/v1/users/{id}",
+            "/api/v1/users/u-2000",
+            &[],
+            Some(json!({"last_name": "Hopper"})),
+        )
+        .await;
+    assert_eq!((status, body["last_name"].as_str()), (200, Some("Hopper")));
+    let (status, _, body) = api
+        .call(
+            M::POST,
+            "/api/v1/organizations",
+            "/api/v1/organizations",
+            &[],
+            Some(json!({"name": "Initech", "external_id": "initech"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = api
+        .call(
+            M::POST,
+            "/api/v1/users",
+            "/api/v1/users",
+            &[],
+            Some(json!({"email": "linus@example.com", "external_id": "u-2001"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, _) = api
+        .call(
+            M::DELETE,
+            "/api/v1/organizations/{id}/memberships/{user_id}",
+            "/api/v1/organizations/globex/memberships/u-2000",
+            &[],
+            None,
+        )
+        .await;
+    assert!(ok(status));
+    for (template, path) in [
+        ("/api/v1/users/{id}", "/api/v1/users/u-2001"),
+        (
+            "/api/v1/organizations/{id}",
+            "/api/v1/organizations/initech",
+        ),
+    ] {
+        let (status, _, _) = api.call(M::DELETE, template, path, &[], None).await;
+        assert!(ok(status), "{path}");
+    }
+
     let production = "/api/v1/feature-flags/new-checkout/environments/production";
     let (status, headers, body) = api.call(M::GET, rule, production, &[], None).await;
     assert_eq!((status, body["mode"].as_str()), (200, Some("none")));
