@@ -145,9 +145,12 @@ pub fn describe_change(before: Option<&str>, after: Option<&str>) -> String {
         (Some(Value::Object(b)), Some(Value::Object(a))) => {
             let mut parts = Vec::new();
             for (key, new) in &a {
-                let old = b.get(key).unwrap_or(&Value::Null);
-                if old != new {
-                    parts.push(format!("{key}: {} → {}", show(old), show(new)));
+                match b.get(key) {
+                    None => parts.push(format!("{key}: {}", show(new))),
+                    Some(old) if old != new => {
+                        parts.push(format!("{key}: {} → {}", show(old), show(new)))
+                    }
+                    Some(_) => {}
                 }
             }
             if parts.is_empty() {

@@ -166,7 +166,7 @@ pub fn create_org(
     input: &OrganizationInput,
 ) -> Result<Organization, AppError> {
     let (name, external_id) = valid_org(input)?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let at = now();
         let org = Organization {
             id: new_id("org"),
@@ -204,7 +204,7 @@ pub fn update_org(
     input: &OrganizationInput,
 ) -> Result<Organization, AppError> {
     let (name, external_id) = valid_org(input)?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get_org(conn, id)?;
         diesel::update(organizations::table.find(id))
             .set((
@@ -235,7 +235,7 @@ pub fn update_org(
 
 /// Deletes an organization with its memberships and every flag target naming it.
 pub fn delete_org(conn: &mut DbConn, actor: &str, id: &str) -> Result<(), AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get_org(conn, id)?;
         diesel::delete(targets::table.filter(targets::target_id.eq(id))).execute(conn)?;
         diesel::delete(memberships::table.filter(memberships::organization_id.eq(id)))
@@ -321,7 +321,7 @@ fn user_unique_field(detail: &str) -> (&'static str, &'static str) {
 
 pub fn create_user(conn: &mut DbConn, actor: &str, input: &UserInput) -> Result<User, AppError> {
     let v = valid_user(input)?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let at = now();
         let user = User {
             id: new_id("user"),
@@ -361,7 +361,7 @@ pub fn update_user(
     input: &UserInput,
 ) -> Result<User, AppError> {
     let v = valid_user(input)?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get_user(conn, id)?;
         diesel::update(users::table.find(id))
             .set((
@@ -394,7 +394,7 @@ pub fn update_user(
 
 /// Deletes a user with their memberships and every flag target naming them.
 pub fn delete_user(conn: &mut DbConn, actor: &str, id: &str) -> Result<(), AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let before = get_user(conn, id)?;
         diesel::delete(targets::table.filter(targets::target_id.eq(id))).execute(conn)?;
         diesel::delete(memberships::table.filter(memberships::user_id.eq(id))).execute(conn)?;
@@ -470,7 +470,7 @@ pub fn add_membership(
     org_id: &str,
     user_key: &str,
 ) -> Result<User, AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let org = get_org(conn, org_id)?;
         let user = find_user(conn, user_key)?.ok_or_else(|| {
             AppError::Invalid(FieldErrors::single(
@@ -530,7 +530,7 @@ pub fn remove_membership(
     org_id: &str,
     user_id: &str,
 ) -> Result<(), AppError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let org = get_org(conn, org_id)?;
         let user = get_user(conn, user_id)?;
         let removed = diesel::delete(
