@@ -1,12 +1,27 @@
 //! Prefixed ULID ids and RFC 3339 timestamps, generated in Rust so the same
 //! schema works on both databases.
 
+use std::sync::{Mutex, PoisonError};
+
 use chrono::{SecondsFormat, Utc};
 use rand::RngCore;
 
+/// One generator for the process, so ids made within the same millisecond
+/// still sort in the order they were made (a cursor walk never skips one).
+static IDS: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+
 /// A new id such as `flag_01JD…`: sortable by creation time.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", ulid::Ulid::new())
+    let mut generator = IDS.lock().unwrap_or_else(PoisonError::into_inner);
+    let id = generator
+        .get_or_insert_with(ulid::Generator::new)
+        .generate()
+        // The random part overflowed within one millisecond: wait for the next.
+        .unwrap_or_else(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            ulid::Ulid::new()
+        });
+    format!("{prefix}_{id}")
 }
 
 /// Now, as fixed-width RFC 3339 text in UTC, which sorts as it reads.

@@ -22,6 +22,7 @@ pub mod sessions;
 pub mod signing;
 pub mod validate;
 pub mod web;
+pub mod workos;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -256,13 +256,15 @@ fn revoke_session(conn: &mut DbConn, id: &str, reason: &str) -> QueryResult<()> 
 
 /// Rotates a refresh token: `POST /api/v1/sessions/refresh`. Without
 /// `organization` the session keeps its organization; with it, it switches
-/// to that one if the user is a member.
+/// to that one if the user is a member. With `environment`, a token of
+/// another environment's session is refused as unknown, and nothing changes.
 pub fn refresh(
     conn: &mut DbConn,
     settings: &TokenSettings,
     sealer: &KeySealer,
     token: &str,
     organization: Option<&str>,
+    environment: Option<&str>,
 ) -> Result<Issued, SessionError> {
     if !token.starts_with("rt_") || token.len() > 200 {
         return Err(SessionError::InvalidRefreshToken);
@@ -277,6 +279,9 @@ pub fn refresh(
                 .optional()?
                 .ok_or(SessionError::InvalidRefreshToken)?;
             let mut session = get_session(conn, &row.session_id)?;
+            if environment.is_some_and(|env| env != session.environment_id) {
+                return Err(SessionError::InvalidRefreshToken);
+            }
             if session.revoked_at.is_some() {
                 return Err(SessionError::SessionRevoked);
             }

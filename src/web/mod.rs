@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod directory;
 pub mod flags;
 pub mod paging;
+pub mod workos;
 
 use std::net::TcpListener;
 
@@ -76,6 +77,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/static/{file}", web::get().to(static_file))
         .route("/", web::get().to(home))
         .configure(api::routes)
+        .configure(workos::routes)
         .configure(auth::routes)
         .configure(flags::routes)
         .configure(dashboard::routes)

@@ -202,14 +202,14 @@ fn user_json(user: &User) -> serde_json::Value {
     })
 }
 
-/// Signs an access token for an issued session and answers with the pair.
-fn session_response(
+/// Evaluates the session's flags and signs its access token: the token and
+/// the slugs in its `feature_flags` claim.
+pub(crate) fn mint(
     state: &AppState,
-    status: StatusCode,
     env: &Environment,
     issued: &Issued,
     signer: &Signer,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<(String, Vec<String>), ApiError> {
     let settings = state.config.token_settings();
     let flags = state.index().evaluate(
         &env.id,
@@ -224,18 +224,65 @@ fn session_response(
         &issued.session,
         &flags,
     )?;
+    Ok((access_token, flags))
+}
+
+/// Signs an access token for an issued session and answers with the pair.
+fn session_response(
+    state: &AppState,
+    status: StatusCode,
+    env: &Environment,
+    issued: &Issued,
+    signer: &Signer,
+) -> Result<HttpResponse, ApiError> {
+    let (access_token, flags) = mint(state, env, issued, signer)?;
     Ok(HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({
             "access_token": access_token,
             "refresh_token": issued.refresh_token,
             "token_type": "Bearer",
-            "expires_in": settings.access_ttl_seconds,
+            "expires_in": state.config.token_settings().access_ttl_seconds,
             "feature_flags": flags,
             "user": user_json(&issued.user),
             "organization_id": issued.session.organization_id,
             "session_id": issued.session.id,
         })))
+}
+
+/// A refreshed session with what signing its access token needs.
+pub(crate) type Refreshed = (Issued, Environment, Signer);
+
+/// Rotates a refresh token (switching organization when one is named) and
+/// loads the session's environment and signer. With `environment`, only a
+/// session of that environment is accepted.
+pub(crate) async fn rotate(
+    state: &web::Data<AppState>,
+    token: String,
+    organization: Option<String>,
+    environment: Option<String>,
+) -> Result<Result<Refreshed, SessionError>, AppError> {
+    let st = state.clone();
+    state
+        .db(move |conn| {
+            let settings = st.config.token_settings();
+            let issued = match sessions::refresh(
+                conn,
+                &settings,
+                &st.sealer,
+                &token,
+                organization.as_deref(),
+                environment.as_deref(),
+            ) {
+                Ok(issued) => issued,
+                Err(SessionError::Other(e)) => return Err(e),
+                Err(e) => return Ok(Err(e)),
+            };
+            let env = environments::get(conn, &issued.session.environment_id)?;
+            let signer = st.signers.signer(conn, &st.sealer, &env.id)?;
+            Ok(Ok((issued, env, signer)))
+        })
+        .await
 }
 
 /// Starts a session for a user: an access token and a refresh token.
@@ -324,27 +371,7 @@ async fn refresh_session(
         .organization_id
         .map(|o| o.trim().to_string())
         .filter(|o| !o.is_empty());
-    let st = state.clone();
-    let result = state
-        .db(move |conn| {
-            let settings = st.config.token_settings();
-            let issued = match sessions::refresh(
-                conn,
-                &settings,
-                &st.sealer,
-                &token,
-                organization.as_deref(),
-            ) {
-                Ok(issued) => issued,
-                Err(SessionError::Other(e)) => return Err(e),
-                Err(e) => return Ok(Err(e)),
-            };
-            let env = environments::get(conn, &issued.session.environment_id)?;
-            let signer = st.signers.signer(conn, &st.sealer, &env.id)?;
-            Ok(Ok((issued, env, signer)))
-        })
-        .await?;
-    let (issued, env, signer) = result?;
+    let (issued, env, signer) = rotate(&state, token, organization, None).await??;
     session_response(&state, StatusCode::OK, &env, &issued, &signer)
 }
 
@@ -589,14 +616,24 @@ pub struct Jwk {
     responses((status = 200, description = "The key set.", body = Jwks)),
 )]
 async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(key_set(&state, None).await?)
+}
+
+/// The key set of one environment, or of all of them: every environment
+/// publishes a key, even before its first token.
+pub(crate) async fn key_set(
+    state: &web::Data<AppState>,
+    environment_id: Option<String>,
+) -> Result<HttpResponse, AppError> {
     let st = state.clone();
     let keys = state
         .db(move |conn| {
-            // Every environment publishes a key, even before its first token.
             for env in environments::list(conn)? {
-                signing::active_key(conn, &st.sealer, &env.id)?;
+                if environment_id.as_ref().is_none_or(|id| *id == env.id) {
+                    signing::active_key(conn, &st.sealer, &env.id)?;
+                }
             }
-            Ok(signing::published_keys(conn, None)?)
+            Ok(signing::published_keys(conn, environment_id.as_deref())?)
         })
         .await?;
     Ok(HttpResponse::Ok()
