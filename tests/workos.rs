@@ -179,55 +179,77 @@ async fn an_authenticate_call_is_checked_before_anything_changes(app: TestApp) {
     let started = start(&app, &w.key, &w.ada.id, None).await;
     let token = started.body["refresh_token"].clone();
 
-    // Another environment's client id: the token is unknown there, and stays good.
-    let mut body = refresh_body(&w, &token);
-    body["client_id"] = json!(w.staging.client_id);
-    body["client_secret"] = json!(w.staging_key);
-    let r = authenticate(&app, body).await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
-
-    // A secret key of another environment, a wrong one, an unknown client.
-    let mut body = refresh_body(&w, &token);
-    body["client_secret"] = json!(w.staging_key);
-    let r = authenticate(&app, body).await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
-    let mut body = refresh_body(&w, &token);
-    body["client_secret"] = json!("sk_wrong");
-    let r = authenticate(&app, body).await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
-    let mut body = refresh_body(&w, &token);
-    body["client_id"] = json!("client_nope");
-    let r = authenticate(&app, body).await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
-
-    // Other grants, missing fields, a body that is not JSON.
-    let mut body = refresh_body(&w, &token);
-    body["grant_type"] = json!("authorization_code");
-    let r = authenticate(&app, body).await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (400, Some("unsupported_grant_type"))
-    );
-    for field in ["grant_type", "client_id", "refresh_token"] {
+    // Each refusal: what is changed in a good body (None removes the field),
+    // the status and the OAuth error. None of them spends the token.
+    let cases: [(&str, Vec<(&str, Option<Value>)>, u16, &str); 8] = [
+        (
+            "another environment's client id and key: the token is unknown there",
+            vec![
+                ("client_id", Some(json!(w.staging.client_id))),
+                ("client_secret", Some(json!(w.staging_key))),
+            ],
+            400,
+            "invalid_grant",
+        ),
+        (
+            "a secret key of another environment",
+            vec![("client_secret", Some(json!(w.staging_key)))],
+            401,
+            "invalid_client",
+        ),
+        (
+            "a wrong secret key",
+            vec![("client_secret", Some(json!("sk_wrong")))],
+            401,
+            "invalid_client",
+        ),
+        (
+            "an unknown client",
+            vec![("client_id", Some(json!("client_nope")))],
+            401,
+            "invalid_client",
+        ),
+        (
+            "another grant",
+            vec![("grant_type", Some(json!("authorization_code")))],
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "no grant_type",
+            vec![("grant_type", None)],
+            400,
+            "invalid_request",
+        ),
+        (
+            "no client_id",
+            vec![("client_id", None)],
+            400,
+            "invalid_request",
+        ),
+        (
+            "no refresh_token",
+            vec![("refresh_token", None)],
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (what, edits, status, error) in cases {
         let mut body = refresh_body(&w, &token);
-        body.as_object_mut().unwrap().remove(field);
+        for (field, value) in edits {
+            match value {
+                Some(v) => body[field] = v,
+                None => {
+                    body.as_object_mut().unwrap().remove(field);
+                }
+            }
+        }
         let r = authenticate(&app, body).await;
         assert_eq!(
             (r.status, r.body["error"].as_str()),
-            (400, Some("invalid_request")),
-            "without {field}"
+            (status, Some(error)),
+            "{what}: {:?}",
+            r.body
         );
     }
     let r = app
