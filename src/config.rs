@@ -1,6 +1,7 @@
 //! Every setting, the environment variable it comes from and its default.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use rand::RngCore;
@@ -28,12 +29,35 @@ pub struct Config {
     /// `FLAGPOLE_REFRESH_GRACE`: seconds during which a just-rotated refresh
     /// token may be presented again and get the same new pair (default 0: strict).
     pub refresh_grace: i64,
+    /// How long to wait before each retry of a failed webhook delivery: the
+    /// n-th retry waits the n-th entry (the last one repeats), give or take 10%.
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// How long after its event a delivery is retried before it is given up as failed.
+    pub webhook_retry_window: Duration,
+    /// How often the delivery worker looks for due deliveries; it also wakes
+    /// as soon as a change of this instance queues one.
+    pub webhook_poll_interval: Duration,
+    /// How long one webhook request may take.
+    pub webhook_timeout: Duration,
+    /// `FLAGPOLE_WEBHOOK_DELIVERY`: `false` makes this instance queue webhooks
+    /// but leave sending them to the other instances (default true).
+    pub webhook_delivery: bool,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://flagpole.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_ACCESS_TOKEN_TTL: i64 = 5 * 60;
 pub const DEFAULT_REFRESH_TOKEN_TTL: i64 = 30 * 24 * 60 * 60;
+
+/// Retries after 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, then every 8 h.
+pub fn default_webhook_retry_schedule() -> Vec<Duration> {
+    [30, 120, 600, 1800, 3600, 7200, 14_400, 28_800]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
+}
+
+pub const DEFAULT_WEBHOOK_RETRY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Config {
     /// Reads the settings from the process environment, generating and keeping
@@ -71,6 +95,14 @@ impl Config {
             access_token_ttl: seconds("FLAGPOLE_ACCESS_TOKEN_TTL", DEFAULT_ACCESS_TOKEN_TTL)?,
             refresh_token_ttl: seconds("FLAGPOLE_REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TOKEN_TTL)?,
             refresh_grace: seconds("FLAGPOLE_REFRESH_GRACE", 0)?,
+            webhook_delivery: match var("FLAGPOLE_WEBHOOK_DELIVERY").as_deref() {
+                None | Some("true" | "1" | "on") => true,
+                Some("false" | "0" | "off") => false,
+                Some(other) => {
+                    anyhow::bail!("FLAGPOLE_WEBHOOK_DELIVERY must be true or false (got {other:?})")
+                }
+            },
+            ..Self::webhook_defaults()
         };
         config.validate()?;
         Ok(config)
@@ -88,6 +120,9 @@ impl Config {
             anyhow::bail!(
                 "FLAGPOLE_REFRESH_TOKEN_TTL must be longer than FLAGPOLE_ACCESS_TOKEN_TTL"
             );
+        }
+        if self.webhook_retry_schedule.is_empty() {
+            anyhow::bail!("the webhook retry schedule needs at least one delay");
         }
         if self.secret_key.len() < 32 {
             anyhow::bail!("FLAGPOLE_SECRET_KEY must hold at least 32 bytes");
@@ -121,6 +156,27 @@ impl Config {
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
             refresh_grace: 0,
+            ..Self::webhook_defaults()
+        }
+    }
+
+    /// The production webhook settings; only the fields of webhooks matter.
+    fn webhook_defaults() -> Self {
+        Self {
+            database_url: String::new(),
+            bind: String::new(),
+            public_url: String::new(),
+            data_dir: PathBuf::new(),
+            secret_key: Vec::new(),
+            pool_size: 0,
+            access_token_ttl: 0,
+            refresh_token_ttl: 0,
+            refresh_grace: 0,
+            webhook_retry_schedule: default_webhook_retry_schedule(),
+            webhook_retry_window: DEFAULT_WEBHOOK_RETRY_WINDOW,
+            webhook_poll_interval: Duration::from_secs(1),
+            webhook_timeout: Duration::from_secs(10),
+            webhook_delivery: true,
         }
     }
 

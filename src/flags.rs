@@ -12,6 +12,7 @@ use crate::error::{AppError, FieldErrors};
 use crate::ids::{new_id, now};
 use crate::models::{Environment, Flag, FlagTag, Organization, Rule, Target, User};
 use crate::validate;
+use crate::webhooks::{self, Scope};
 
 /// Who gets a flag in one environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +170,7 @@ pub fn create(conn: &mut DbConn, actor: &str, input: &FlagInput) -> Result<Flag,
                 after: Some(after),
             },
         )?;
+        webhooks::enqueue(conn, "flag.created", &flag.id, Scope::Everywhere, actor)?;
         Ok(flag)
     })
 }
@@ -226,6 +228,7 @@ pub fn update(
                 after: Some(flag_state(&after, &after_tags)),
             },
         )?;
+        webhooks::enqueue(conn, "flag.updated", flag_id, Scope::Everywhere, actor)?;
         Ok(after)
     })
 }
@@ -263,7 +266,47 @@ pub fn set_archived(
                 after: Some(json!({"archived": archived})),
             },
         )?;
+        webhooks::enqueue(conn, "flag.updated", flag_id, Scope::Everywhere, actor)?;
         Ok(get(conn, flag_id)?)
+    })
+}
+
+/// Deletes an archived flag for good: its rules, targets and tags go with
+/// it. Endpoints hear `flag.deleted` with the flag as it was. A flag still in
+/// use must be archived first, so nobody deletes a live flag by mistake.
+pub fn delete(conn: &mut DbConn, actor: &str, flag_id: &str) -> Result<Flag, AppError> {
+    crate::db::write_transaction(conn, |conn| {
+        crate::db::lock_flags_and_environments(conn)?;
+        let flag = get(conn, flag_id)?;
+        if !flag.archived {
+            return Err(AppError::BadRequest(format!(
+                "{} is not archived. Archive it first (it is then off everywhere), then delete it.",
+                flag.name
+            )));
+        }
+        let tags = tags_of(conn, flag_id)?;
+        webhooks::enqueue(conn, "flag.deleted", flag_id, Scope::Everywhere, actor)?;
+        diesel::delete(targets::table.filter(targets::flag_id.eq(flag_id))).execute(conn)?;
+        diesel::delete(rules::table.filter(rules::flag_id.eq(flag_id))).execute(conn)?;
+        diesel::delete(flag_tags::table.filter(flag_tags::flag_id.eq(flag_id))).execute(conn)?;
+        diesel::delete(flags::table.find(flag_id)).execute(conn)?;
+        let mut before = flag_state(&flag, &tags);
+        before["slug"] = json!(flag.slug);
+        audit::record(
+            conn,
+            actor,
+            Change {
+                action: "flag.deleted",
+                object_type: "flag",
+                object_id: &flag.id,
+                object_label: &flag.slug,
+                flag_id: Some(&flag.id),
+                environment_id: None,
+                before: Some(before),
+                after: None,
+            },
+        )?;
+        Ok(flag)
     })
 }
 
@@ -542,6 +585,7 @@ pub fn set_enabled(
                     after: Some(rule_state(&after, count)),
                 },
             )?;
+            webhooks::enqueue(conn, "flag.updated", &flag.id, Scope::In(&env.id), actor)?;
         }
         Ok(after)
     })
@@ -682,6 +726,13 @@ pub fn save_rule(
                 before: Some(rule_state(&before, before_count)),
                 after: Some(after_state),
             },
+        )?;
+        webhooks::enqueue(
+            conn,
+            "flag.rule_updated",
+            &flag.id,
+            Scope::In(&env.id),
+            actor,
         )?;
         Ok(after)
     })

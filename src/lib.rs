@@ -22,6 +22,7 @@ pub mod sessions;
 pub mod signing;
 pub mod validate;
 pub mod web;
+pub mod webhooks;
 pub mod workos;
 
 use std::collections::HashMap;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub sealer: keys::KeySealer,
     pub signers: signing::SignerCache,
     pub live_index: Arc<LiveIndex>,
+    /// Wakes the webhook worker when a change of this instance queued deliveries.
+    pub webhook_wakeup: Arc<tokio::sync::Notify>,
 }
 
 /// The evaluation index and the database revision it was built from.
@@ -95,9 +98,13 @@ impl AppState {
     {
         let pool = self.pool.clone();
         let index = self.live_index.clone();
+        let wakeup = self.webhook_wakeup.clone();
         actix_web::web::block(move || {
             let mut conn = pool.get()?;
             let result = f(&mut conn);
+            if webhooks::take_queued() && result.is_ok() {
+                wakeup.notify_one();
+            }
             // Every change is audited, and every audit bumps the revision:
             // a change made by this call is in the index before it returns.
             index.sync(&mut conn)?;
@@ -221,10 +228,12 @@ impl Application {
                 current: RwLock::new((-1, Arc::default())),
                 rebuild: Mutex::new(()),
             }),
+            webhook_wakeup: Arc::default(),
             config,
         });
         state.db(|_| Ok(())).await?;
         spawn_index_poller(state.clone());
+        webhooks::spawn_worker(state.clone())?;
         let port = listener.local_addr()?.port();
         let admin_count = state.db(|conn| Ok(admins::count(conn)?)).await?;
         let setup_url = if admin_count == 0 {

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use clap::{Parser, Subcommand};
 use flagpole::error::AppError;
-use flagpole::{admins, api_keys, db, environments, keys, signing, Application, Config};
+use flagpole::{admins, api_keys, db, environments, keys, signing, webhooks, Application, Config};
 
 #[derive(Parser)]
 #[command(name = "flagpole", version, about = "Self-hosted feature flags")]
@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage an environment's webhook endpoints.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Manage dashboard accounts.
     Admin {
         #[command(subcommand)]
@@ -62,6 +67,22 @@ enum ApiKeyCommand {
         environment: String,
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Add an endpoint and print its signing secret (shown only this once).
+    Create {
+        #[arg(long)]
+        environment: String,
+        #[arg(long)]
+        url: String,
+        /// Comma-separated: flag.created, flag.updated, flag.deleted, flag.rule_updated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
     },
 }
 
@@ -132,6 +153,36 @@ fn main() -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
                 let (_, secret) = api_keys::create(&mut conn, "cli", &env.id, &name)
                     .map_err(|e| anyhow::anyhow!("{}", cli_message(e)))?;
+                println!("{secret}");
+                Ok(())
+            }
+            Command::Webhooks {
+                command:
+                    WebhooksCommand::Create {
+                        environment,
+                        url,
+                        events,
+                        description,
+                    },
+            } => {
+                let mut conn = open(&config).await?;
+                let env = environments::by_slug(&mut conn, &environment)
+                    .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
+                let events = if events.is_empty() {
+                    webhooks::EVENTS.iter().map(|e| e.to_string()).collect()
+                } else {
+                    events.iter().map(|e| e.trim().to_string()).collect()
+                };
+                let input = webhooks::EndpointInput {
+                    url,
+                    description,
+                    events,
+                };
+                let sealer = keys::KeySealer::new(&config.secret_key);
+                let (endpoint, secret) =
+                    webhooks::create_endpoint(&mut conn, &sealer, "cli", &env.id, &input)
+                        .map_err(|e| anyhow::anyhow!("{}", cli_message(e)))?;
+                tracing::info!(id = %endpoint.id, url = %endpoint.url, events = %endpoint.events, "webhook endpoint added");
                 println!("{secret}");
                 Ok(())
             }

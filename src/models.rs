@@ -196,3 +196,60 @@ pub struct RefreshToken {
     pub rotated_at: Option<String>,
     pub successor_sealed: Option<String>,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhook_endpoints)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub environment_id: String,
+    pub url: String,
+    pub description: String,
+    /// A comma-separated subset of `crate::webhooks::EVENTS`.
+    pub events: String,
+    /// The signing secret, sealed with the endpoint id as associated data.
+    pub secret_sealed: String,
+    pub secret_prefix: String,
+    pub enabled: bool,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhook_events)]
+pub struct WebhookEvent {
+    pub id: String,
+    pub event: String,
+    pub environment_id: String,
+    /// The exact JSON text that is POSTed and signed.
+    pub payload: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: String,
+    /// While set and in the future, one instance is sending this delivery.
+    pub locked_until: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhook_attempts)]
+pub struct WebhookAttempt {
+    pub id: String,
+    pub delivery_id: String,
+    pub attempted_at: String,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub response_excerpt: Option<String>,
+}

@@ -701,6 +701,45 @@ async fn real_answers_match_their_schemas(app: TestApp) {
             (200, Some(action == "archive"))
         );
     }
+    // Only an archived flag can be deleted.
+    let (status, _, _) = api
+        .call(
+            M::POST,
+            flags,
+            flags,
+            &[],
+            Some(json!({"name": "Doomed", "slug": "doomed"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, body) = api
+        .call(M::DELETE, flag, "/api/v1/feature-flags/doomed", &[], None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("flag_not_archived"))
+    );
+    let (status, _, _) = api
+        .call(
+            M::POST,
+            &format!("{flag}/archive"),
+            "/api/v1/feature-flags/doomed/archive",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = api
+        .call(M::DELETE, flag, "/api/v1/feature-flags/doomed", &[], None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, body) = api
+        .call(M::DELETE, flag, "/api/v1/feature-flags/doomed", &[], None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("flag_not_found"))
+    );
 
     // A session with an inline user and organization creates both.
     let (status, _, session) = api

@@ -165,6 +165,58 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhook_endpoints (id) {
+        id -> Text,
+        environment_id -> Text,
+        url -> Text,
+        description -> Text,
+        events -> Text,
+        secret_sealed -> Text,
+        secret_prefix -> Text,
+        enabled -> Bool,
+        created_by -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        event -> Text,
+        environment_id -> Text,
+        payload -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        endpoint_id -> Text,
+        event_id -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Text,
+        locked_until -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Text,
+        delivery_id -> Text,
+        attempted_at -> Text,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        duration_ms -> Integer,
+        response_excerpt -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     revisions (id) {
         id -> Integer,
         revision -> BigInt,
@@ -179,6 +231,10 @@ diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(api_keys -> environments (environment_id));
 diesel::joinable!(signing_keys -> environments (environment_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(webhook_endpoints -> environments (environment_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_deliveries -> webhook_events (event_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     admins,
@@ -195,5 +251,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     sessions,
     refresh_tokens,
+    webhook_endpoints,
+    webhook_events,
+    webhook_deliveries,
+    webhook_attempts,
     revisions,
 );

@@ -24,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/flags/{slug}", web::get().to(show))
         .route("/flags/{slug}", web::post().to(update))
         .route("/flags/{slug}/archive", web::post().to(archive))
+        .route("/flags/{slug}/delete", web::post().to(delete))
         .route(
             "/flags/{slug}/environments/{env}/toggle",
             web::post().to(toggle),
@@ -372,6 +373,42 @@ async fn archive(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<HttpRe
         format!("Restored {}. Its rules are as they were.", flag.name)
     });
     Ok(redirect(&format!("/flags/{}", flag.slug)))
+}
+
+#[derive(Template)]
+#[template(path = "flags/confirm_delete.html")]
+struct ConfirmDeletePage {
+    layout: Layout,
+    flag: Flag,
+}
+
+/// Deletes an archived flag after a confirmation page, which works without
+/// JavaScript: the first post shows it, the confirmed one deletes.
+async fn delete(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<HttpResponse, AppError> {
+    ctx.require_editor()?;
+    let flag = load_flag(&ctx, &path).await?;
+    if !flag.archived {
+        return Err(AppError::BadRequest(format!(
+            "{} is not archived. Archive it first (it is then off everywhere), then delete it.",
+            flag.name
+        )));
+    }
+    if !form.checkbox("confirmed") {
+        return render(&ConfirmDeletePage {
+            layout: ctx.layout(format!("Delete {}?", flag.name), "flags"),
+            flag,
+        });
+    }
+    let actor = ctx.actor();
+    let id = flag.id.clone();
+    ctx.state
+        .db(move |conn| flags::delete(conn, &actor, &id))
+        .await?;
+    ctx.flash(format!(
+        "Deleted {} ({}) permanently, with its rules in every environment.",
+        flag.name, flag.slug
+    ));
+    Ok(redirect("/flags?archived=true"))
 }
 
 #[derive(Template)]

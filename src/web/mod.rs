@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod directory;
 pub mod flags;
 pub mod paging;
+pub mod webhooks;
 pub mod workos;
 
 use std::net::TcpListener;
@@ -81,7 +82,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(auth::routes)
         .configure(flags::routes)
         .configure(dashboard::routes)
-        .configure(directory::routes);
+        .configure(directory::routes)
+        .configure(webhooks::routes);
 }
 
 async fn home() -> HttpResponse {

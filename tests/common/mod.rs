@@ -167,6 +167,11 @@ impl TestApp {
 
     /// Another Flagpole instance on the same database, as behind a load balancer.
     pub async fn second_instance(&self) -> TestApp {
+        self.second_instance_with(|_| {}).await
+    }
+
+    /// Another instance on the same database, with settings changed by `configure`.
+    pub async fn second_instance_with(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(
             self.database_url.clone(),
@@ -176,6 +181,7 @@ impl TestApp {
             vec![7u8; 64],
         );
         config.pool_size = 4;
+        configure(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let app = Application::build_with_listener(config, listener)
             .await

@@ -26,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .post("/feature-flags", create)
         .get("/feature-flags/{slug}", get)
         .patch("/feature-flags/{slug}", update)
+        .delete("/feature-flags/{slug}", delete)
         .post("/feature-flags/{slug}/archive", archive)
         .post("/feature-flags/{slug}/unarchive", unarchive)
         .get("/feature-flags/{slug}/environments/{env}", get_rule)
@@ -415,6 +416,52 @@ async fn update(
         .await
         .map_err(for_flag)?;
     Ok(HttpResponse::Ok().json(flag_json(&flag, &tags)))
+}
+
+/// Deletes an archived feature flag for good.
+///
+/// Its rules and targets in every environment go with it. A flag that is
+/// not archived is refused: archive it first.
+#[utoipa::path(
+    operation_id = "delete_feature_flag",
+    delete,
+    path = "/api/v1/feature-flags/{slug}",
+    tag = "Feature flags",
+    security(("api_key" = [])),
+    params(("slug" = String, Path, description = "The flag's slug.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = ErrorBody),
+        (status = 404, description = "No flag has this slug (`flag_not_found`).", body = ErrorBody),
+        (status = 409, description = "The flag is not archived (`flag_not_archived`): archive it first.", body = ErrorBody),
+    )
+)]
+async fn delete(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let slug = path.into_inner();
+    let actor = auth.actor();
+    let deleted = state
+        .db(move |conn| {
+            let flag = load_flag(conn, &slug)?;
+            if !flag.archived {
+                return Ok(false);
+            }
+            flags::delete(conn, &actor, &flag.id)?;
+            Ok(true)
+        })
+        .await
+        .map_err(for_flag)?;
+    if !deleted {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "flag_not_archived",
+            "Only an archived flag can be deleted. Archive it first (POST …/archive): it is then off everywhere.",
+        ));
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn set_archived(

@@ -37,6 +37,7 @@ use super::{audit, directory, flags, ofrep, sessions, ApiRoutes, API_PREFIX};
         flags::create,
         flags::get,
         flags::update,
+        flags::delete,
         flags::archive,
         flags::unarchive,
         flags::get_rule,
