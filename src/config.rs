@@ -58,6 +58,8 @@ pub fn default_webhook_retry_schedule() -> Vec<Duration> {
 }
 
 pub const DEFAULT_WEBHOOK_RETRY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+pub const DEFAULT_WEBHOOK_POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Config {
     /// Reads the settings from the process environment, generating and keeping
@@ -102,7 +104,10 @@ impl Config {
                     anyhow::bail!("FLAGPOLE_WEBHOOK_DELIVERY must be true or false (got {other:?})")
                 }
             },
-            ..Self::webhook_defaults()
+            webhook_retry_schedule: default_webhook_retry_schedule(),
+            webhook_retry_window: DEFAULT_WEBHOOK_RETRY_WINDOW,
+            webhook_poll_interval: DEFAULT_WEBHOOK_POLL_INTERVAL,
+            webhook_timeout: DEFAULT_WEBHOOK_TIMEOUT,
         };
         config.validate()?;
         Ok(config)
@@ -156,26 +161,10 @@ impl Config {
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
             refresh_grace: 0,
-            ..Self::webhook_defaults()
-        }
-    }
-
-    /// The production webhook settings; only the fields of webhooks matter.
-    fn webhook_defaults() -> Self {
-        Self {
-            database_url: String::new(),
-            bind: String::new(),
-            public_url: String::new(),
-            data_dir: PathBuf::new(),
-            secret_key: Vec::new(),
-            pool_size: 0,
-            access_token_ttl: 0,
-            refresh_token_ttl: 0,
-            refresh_grace: 0,
             webhook_retry_schedule: default_webhook_retry_schedule(),
             webhook_retry_window: DEFAULT_WEBHOOK_RETRY_WINDOW,
-            webhook_poll_interval: Duration::from_secs(1),
-            webhook_timeout: Duration::from_secs(10),
+            webhook_poll_interval: DEFAULT_WEBHOOK_POLL_INTERVAL,
+            webhook_timeout: DEFAULT_WEBHOOK_TIMEOUT,
             webhook_delivery: true,
         }
     }
