@@ -174,6 +174,10 @@ async fn a_refresh_token_grant_answers_in_workos_shape_and_rotates(app: TestApp)
     assert_eq!(r.body["code"], "session_revoked");
 }
 
+/// A refused authenticate call: what it is, the fields changed in a good body
+/// (`None` removes one), the status and the OAuth error.
+type Refusal<'a> = (&'a str, Vec<(&'a str, Option<Value>)>, u16, &'a str);
+
 async fn an_authenticate_call_is_checked_before_anything_changes(app: TestApp) {
     let w = world(&app);
     let started = start(&app, &w.key, &w.ada.id, None).await;
@@ -181,7 +185,7 @@ async fn an_authenticate_call_is_checked_before_anything_changes(app: TestApp) {
 
     // Each refusal: what is changed in a good body (None removes the field),
     // the status and the OAuth error. None of them spends the token.
-    let cases: [(&str, Vec<(&str, Option<Value>)>, u16, &str); 8] = [
+    let cases: [Refusal; 8] = [
         (
             "another environment's client id and key: the token is unknown there",
             vec![

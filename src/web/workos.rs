@@ -31,29 +31,32 @@ use crate::workos::{feature_flag_json, user_json};
 use crate::{api_keys, directory, paginate, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/user_management/authenticate", web::post().to(authenticate))
-        .route("/sso/jwks/{client_id}", web::get().to(jwks))
-        .route("/sdk/feature-flags", web::get().to(runtime_rules))
-        .route("/feature-flags", web::get().to(list_flags))
-        .route("/feature-flags/{slug}", web::get().to(get_flag))
-        .route("/feature-flags/{slug}/enable", web::put().to(enable))
-        .route("/feature-flags/{slug}/disable", web::put().to(disable))
-        .route(
-            "/feature-flags/{slug}/targets/{resource_id}",
-            web::post().to(add_target),
-        )
-        .route(
-            "/feature-flags/{slug}/targets/{resource_id}",
-            web::delete().to(remove_target),
-        )
-        .route(
-            "/organizations/{id}/feature-flags",
-            web::get().to(organization_flags),
-        )
-        .route(
-            "/user_management/users/{id}/feature-flags",
-            web::get().to(user_flags),
-        );
+    cfg.route(
+        "/user_management/authenticate",
+        web::post().to(authenticate),
+    )
+    .route("/sso/jwks/{client_id}", web::get().to(jwks))
+    .route("/sdk/feature-flags", web::get().to(runtime_rules))
+    .route("/feature-flags", web::get().to(list_flags))
+    .route("/feature-flags/{slug}", web::get().to(get_flag))
+    .route("/feature-flags/{slug}/enable", web::put().to(enable))
+    .route("/feature-flags/{slug}/disable", web::put().to(disable))
+    .route(
+        "/feature-flags/{slug}/targets/{resource_id}",
+        web::post().to(add_target),
+    )
+    .route(
+        "/feature-flags/{slug}/targets/{resource_id}",
+        web::delete().to(remove_target),
+    )
+    .route(
+        "/organizations/{id}/feature-flags",
+        web::get().to(organization_flags),
+    )
+    .route(
+        "/user_management/users/{id}/feature-flags",
+        web::get().to(user_flags),
+    );
 }
 
 /// An error as WorkOS sends it: `{"code", "message"}`, with `errors` (the
@@ -227,7 +230,9 @@ fn parse_authenticate(req: &HttpRequest, body: &[u8]) -> Result<AuthenticateBody
 }
 
 fn present(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// Exchanges a refresh token for a new pair, with the flags evaluated again:
@@ -255,8 +260,9 @@ async fn authenticate(
         }
         None => return Err(OauthError::invalid_request("Give grant_type=refresh_token.")),
     }
-    let client_id = present(body.client_id)
-        .ok_or_else(|| OauthError::invalid_request("Give client_id: the environment's client id."))?;
+    let client_id = present(body.client_id).ok_or_else(|| {
+        OauthError::invalid_request("Give client_id: the environment's client id.")
+    })?;
     let token = present(body.refresh_token)
         .ok_or_else(|| OauthError::invalid_request("Give the refresh_token."))?;
     let secret = present(body.client_secret);
@@ -285,9 +291,8 @@ async fn authenticate(
         (Some(env), _) => env,
     };
     let (issued, env, signer) = rotate(&state, token, organization, Some(env.id)).await??;
-    let (access_token, _) = mint(&state, &env, &issued, &signer).map_err(|e| {
-        OauthError::new(e.status, "server_error", e.message)
-    })?;
+    let (access_token, _) = mint(&state, &env, &issued, &signer)
+        .map_err(|e| OauthError::new(e.status, "server_error", e.message))?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({
@@ -509,7 +514,9 @@ async fn change_target(
                 return Ok(Err(flag_not_found(&slug)));
             };
             let exists = match kind {
-                TargetKind::User => directory::get_user(conn, &resource_id).optional()?.is_some(),
+                TargetKind::User => directory::get_user(conn, &resource_id)
+                    .optional()?
+                    .is_some(),
                 TargetKind::Organization => {
                     directory::get_org(conn, &resource_id).optional()?.is_some()
                 }
