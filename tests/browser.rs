@@ -8,10 +8,12 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Backend, TestApp};
@@ -513,6 +515,9 @@ async fn scenario(app: &TestApp, b: &Browser) {
     b.heading("Audit log").await;
     b.screenshot("audit").await;
 
+    // A webhook endpoint for Production hears of a flag created in the dashboard.
+    webhook_step(b).await;
+
     // The header's switcher submits itself when another environment is chosen.
     b.open("/flags").await;
     b.heading("Feature flags").await;
@@ -530,6 +535,99 @@ async fn scenario(app: &TestApp, b: &Browser) {
 
     // What the clicks said is what the database holds.
     check_database(app);
+}
+
+/// A receiver for webhooks: a plain HTTP server on a thread that answers 200
+/// and keeps each request's body.
+fn start_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the receiver");
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("the stream"));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, bodies)
+}
+
+async fn webhook_step(b: &Browser) {
+    let (url, received) = start_receiver();
+    b.click("Webhooks").await;
+    b.wait_xpath(
+        "//h1[contains(normalize-space(), 'Webhooks') and contains(normalize-space(), 'Production')]",
+        "the Webhooks page of Production",
+    )
+    .await;
+    b.fill("URL", &url).await;
+    b.fill("Description optional", "Release notes channel")
+        .await;
+    // Every event is ticked at first; this endpoint wants new flags only.
+    for event in ["flag.updated", "flag.deleted", "flag.rule_updated"] {
+        b.click_label(event).await;
+    }
+    b.click("Add endpoint").await;
+    b.sees(&format!("Copy the signing secret of {url} now"))
+        .await;
+    let secret = b.field("Signing secret").await.prop("value").await.unwrap();
+    assert!(
+        secret.is_some_and(|s| s.starts_with("whsec_")),
+        "the secret is shown"
+    );
+    b.screenshot("webhooks").await;
+
+    b.click("Feature flags").await;
+    b.click("Create feature flag").await;
+    b.heading("Create feature flag").await;
+    b.fill("Name", "Webhook canary").await;
+    b.fill("Slug", "webhook-canary").await;
+    b.click("Create feature flag").await;
+    b.heading("Webhook canary").await;
+
+    let deadline = Instant::now() + WAIT;
+    while received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no webhook arrived");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let event: serde_json::Value =
+        serde_json::from_str(&received.lock().unwrap()[0]).expect("a JSON event");
+    assert_eq!(event["event"], "flag.created");
+    assert_eq!(event["data"]["slug"], "webhook-canary");
+
+    // The endpoint's page lists the delivery and its attempt.
+    b.click("Webhooks").await;
+    b.control(&url)
+        .await
+        .click()
+        .await
+        .expect("opening the endpoint");
+    b.sees("Recent deliveries").await;
+    b.wait_xpath(
+        "//tr[@class='delivery'][.//code[normalize-space()='flag.created']]//span[normalize-space()='Succeeded']",
+        "the succeeded delivery",
+    )
+    .await;
+    b.screenshot("webhook-endpoint").await;
 }
 
 impl Browser {
