@@ -41,6 +41,9 @@ async fn staging_and_production_exist_from_the_start(app: TestApp) {
     page.assert_contains(&staging.client_id)
         .assert_contains(&production.client_id)
         .assert_contains("Add an environment");
+    // How to point a WorkOS SDK client at this Flagpole and environment.
+    page.assert_contains("apiHostname: '127.0.0.1',\n  https: false,")
+        .assert_contains(&format!("clientId: '{}',", production.client_id));
     assert_eq!(switcher_names(&page.body), vec!["Staging", "Production"]);
     // Staging is active at first; its colour is not Production's.
     let flags = client.get("/flags").await;

@@ -109,6 +109,7 @@ struct EnvironmentsPage {
     palette: &'static [(&'static str, &'static str)],
     algorithms: Vec<&'static str>,
     jwks_url: String,
+    sdk: SdkOptions,
     new_name: String,
     new_slug: String,
     new_color: String,
@@ -117,6 +118,28 @@ struct EnvironmentsPage {
     /// Which environment's edit form the errors belong to, if not the new one.
     errors_for: String,
     new_secret: Option<NewSecret>,
+}
+
+/// How a WorkOS SDK client reaches this Flagpole: its options besides the
+/// key and the client id.
+struct SdkOptions {
+    hostname: String,
+    port: Option<u16>,
+    https: bool,
+}
+
+impl SdkOptions {
+    fn of(public_url: &str) -> SdkOptions {
+        let url = reqwest::Url::parse(public_url).ok();
+        SdkOptions {
+            hostname: url
+                .as_ref()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_else(|| "localhost".into()),
+            port: url.as_ref().and_then(|u| u.port()),
+            https: url.is_some_and(|u| u.scheme() == "https"),
+        }
+    }
 }
 
 /// What the page shows besides the environments themselves.
@@ -179,6 +202,7 @@ async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpRe
             palette: PALETTE,
             algorithms: SigningAlgorithm::ALL.iter().map(|a| a.as_str()).collect(),
             jwks_url: format!("{}/.well-known/jwks.json", ctx.state.config.public_url),
+            sdk: SdkOptions::of(&ctx.state.config.public_url),
             new_name: view.new_name,
             new_slug: view.new_slug,
             new_color: view.new_color.unwrap_or_else(|| PALETTE[1].1.to_string()),
