@@ -414,14 +414,7 @@ pub fn list(
         .select(Flag::as_select())
         .load(conn)?;
     let ids: Vec<&str> = page.iter().map(|f| f.id.as_str()).collect();
-    let mut rules_by_flag: HashMap<String, Rule> = rules::table
-        .filter(rules::environment_id.eq(env_id))
-        .filter(rules::flag_id.eq_any(&ids))
-        .select(Rule::as_select())
-        .load(conn)?
-        .into_iter()
-        .map(|r| (r.flag_id.clone(), r))
-        .collect();
+    let mut rules_by_flag = rules_in(conn, env_id, &ids)?;
     let counts: HashMap<String, i64> = targets::table
         .filter(targets::environment_id.eq(env_id))
         .filter(targets::flag_id.eq_any(&ids))
@@ -444,6 +437,22 @@ pub fn list(
         })
         .collect();
     Ok((items, total))
+}
+
+/// The rules of `flag_ids` in one environment, by flag id.
+pub fn rules_in(
+    conn: &mut DbConn,
+    env_id: &str,
+    flag_ids: &[&str],
+) -> QueryResult<HashMap<String, Rule>> {
+    Ok(rules::table
+        .filter(rules::environment_id.eq(env_id))
+        .filter(rules::flag_id.eq_any(flag_ids))
+        .select(Rule::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(|r| (r.flag_id.clone(), r))
+        .collect())
 }
 
 pub fn rule(conn: &mut DbConn, flag_id: &str, env_id: &str) -> QueryResult<Rule> {

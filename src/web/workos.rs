@@ -354,14 +354,7 @@ fn flag_objects(
 ) -> std::result::Result<Vec<Value>, AppError> {
     let ids: Vec<&str> = flags_page.iter().map(|f| f.id.as_str()).collect();
     let tags = flags::tags_by_flag(conn, &ids)?;
-    let rules: HashMap<String, Rule> = rules::table
-        .filter(rules::environment_id.eq(env_id))
-        .filter(rules::flag_id.eq_any(&ids))
-        .select(Rule::as_select())
-        .load(conn)?
-        .into_iter()
-        .map(|r| (r.flag_id.clone(), r))
-        .collect();
+    let rules = flags::rules_in(conn, env_id, &ids)?;
     Ok(flags_page
         .iter()
         .filter_map(|f| {
