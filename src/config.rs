@@ -39,6 +39,11 @@ pub struct Config {
     pub webhook_poll_interval: Duration,
     /// How long one webhook request may take.
     pub webhook_timeout: Duration,
+    /// `FLAGPOLE_WEBHOOK_RETENTION_DAYS`: how long finished deliveries, their
+    /// attempts and their events are kept (default 30 days).
+    pub webhook_retention: Duration,
+    /// How often the delivery worker forgets what is older than the retention.
+    pub webhook_prune_interval: Duration,
     /// `FLAGPOLE_WEBHOOK_DELIVERY`: `false` makes this instance queue webhooks
     /// but leave sending them to the other instances (default true).
     pub webhook_delivery: bool,
@@ -58,6 +63,8 @@ pub fn default_webhook_retry_schedule() -> Vec<Duration> {
 }
 
 pub const DEFAULT_WEBHOOK_RETRY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+pub const DEFAULT_WEBHOOK_RETENTION_DAYS: i64 = 30;
+pub const DEFAULT_WEBHOOK_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_WEBHOOK_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,6 +94,22 @@ impl Config {
                     }),
             }
         };
+        let days = |name: &str, default: i64| -> anyhow::Result<Duration> {
+            let n = match var(name) {
+                None => default,
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=3650).contains(n))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{name} must be a whole number of days from 1 to 3650 (got {v:?})"
+                        )
+                    })? as i64,
+            };
+            Ok(Duration::from_secs(n as u64 * 86_400))
+        };
         let config = Self {
             database_url,
             bind,
@@ -108,6 +131,11 @@ impl Config {
             webhook_retry_window: DEFAULT_WEBHOOK_RETRY_WINDOW,
             webhook_poll_interval: DEFAULT_WEBHOOK_POLL_INTERVAL,
             webhook_timeout: DEFAULT_WEBHOOK_TIMEOUT,
+            webhook_retention: days(
+                "FLAGPOLE_WEBHOOK_RETENTION_DAYS",
+                DEFAULT_WEBHOOK_RETENTION_DAYS,
+            )?,
+            webhook_prune_interval: DEFAULT_WEBHOOK_PRUNE_INTERVAL,
         };
         config.validate()?;
         Ok(config)
@@ -165,6 +193,8 @@ impl Config {
             webhook_retry_window: DEFAULT_WEBHOOK_RETRY_WINDOW,
             webhook_poll_interval: DEFAULT_WEBHOOK_POLL_INTERVAL,
             webhook_timeout: DEFAULT_WEBHOOK_TIMEOUT,
+            webhook_retention: Duration::from_secs(DEFAULT_WEBHOOK_RETENTION_DAYS as u64 * 86_400),
+            webhook_prune_interval: DEFAULT_WEBHOOK_PRUNE_INTERVAL,
             webhook_delivery: true,
         }
     }

@@ -861,6 +861,37 @@ async fn deliver_due(state: &Arc<AppState>, http: &reqwest::Client) -> Result<()
     }
 }
 
+/// Forgets what is older than `retention`: finished (succeeded or failed)
+/// deliveries with their attempts, then the events no delivery refers to
+/// any more. Pending deliveries and their events stay, whatever their age.
+/// Returns how many deliveries were forgotten.
+pub fn prune(conn: &mut DbConn, retention: Duration) -> QueryResult<usize> {
+    let cutoff =
+        stamp(Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX));
+    crate::db::write_transaction(conn, |conn| {
+        let finished = || {
+            webhook_deliveries::table
+                .filter(webhook_deliveries::status.ne("pending"))
+                .filter(webhook_deliveries::created_at.lt(cutoff.clone()))
+        };
+        diesel::delete(webhook_attempts::table.filter(
+            webhook_attempts::delivery_id.eq_any(finished().select(webhook_deliveries::id)),
+        ))
+        .execute(conn)?;
+        let forgotten = diesel::delete(finished()).execute(conn)?;
+        diesel::delete(
+            webhook_events::table
+                .filter(webhook_events::created_at.lt(cutoff.clone()))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    webhook_deliveries::table
+                        .filter(webhook_deliveries::event_id.eq(webhook_events::id)),
+                ))),
+        )
+        .execute(conn)?;
+        Ok(forgotten)
+    })
+}
+
 /// The HTTP client of deliveries: no redirects, a timeout, our user agent.
 fn client(config: &crate::Config) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
@@ -872,7 +903,8 @@ fn client(config: &crate::Config) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Starts the delivery worker: every `webhook_poll_interval`, and as soon
-/// as a change of this instance queues something, it sends what is due. It
+/// as a change of this instance queues something, it sends what is due;
+/// every `webhook_prune_interval` it forgets what is past the retention. It
 /// holds the state weakly, so it stops when the application is dropped.
 pub fn spawn_worker(state: actix_web::web::Data<AppState>) -> anyhow::Result<()> {
     if !state.config.webhook_delivery {
@@ -883,11 +915,23 @@ pub fn spawn_worker(state: actix_web::web::Data<AppState>) -> anyhow::Result<()>
     let interval = state.config.webhook_poll_interval;
     let weak = Arc::downgrade(&state.into_inner());
     actix_web::rt::spawn(async move {
+        let mut pruned_at: Option<Instant> = None;
         loop {
             let _ = tokio::time::timeout(interval, wakeup.notified()).await;
             let Some(state) = weak.upgrade() else { break };
             if let Err(e) = deliver_due(&state, &http).await {
                 tracing::warn!(error = %e, "sending webhooks failed");
+            }
+            if pruned_at.is_none_or(|t| t.elapsed() >= state.config.webhook_prune_interval) {
+                pruned_at = Some(Instant::now());
+                let retention = state.config.webhook_retention;
+                match state.db(move |conn| Ok(prune(conn, retention)?)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deliveries = n, "forgot old webhook deliveries"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "forgetting old webhook deliveries failed")
+                    }
+                }
             }
         }
     });

@@ -1202,6 +1202,47 @@ fn signatures_are_hmac_sha256_of_the_timestamp_and_body() {
     );
 }
 
+async fn finished_deliveries_are_forgotten_after_the_retention_and_pending_ones_kept(
+    backend: Backend,
+) {
+    let Some(app) = spawn(backend, |c| {
+        c.webhook_retention = Duration::from_millis(300);
+        c.webhook_prune_interval = Duration::from_millis(100);
+        // The failing endpoint's delivery stays pending, waiting for its retry.
+        c.webhook_retry_schedule = vec![Duration::from_secs(30)];
+    })
+    .await
+    else {
+        return;
+    };
+    let up = Receiver::start(0);
+    let down = Receiver::start(usize::MAX);
+    add_endpoint(&app, "staging", &up.url, &["flag.created", "flag.updated"]);
+    add_endpoint(&app, "staging", &down.url, &["flag.created"]);
+    let flag = make_flag(&app, "Alpha", "alpha", "");
+    flagpole::flags::set_archived(&mut app.conn(), "test", &flag.id, true).unwrap();
+    up.wait_for(2).await;
+    down.wait_for(1).await;
+    assert_eq!(count!(app, webhook_events), 2);
+
+    eventually("the finished deliveries are forgotten", || {
+        let all = deliveries(&app);
+        all.len() == 1 && all[0].status == "pending"
+    })
+    .await;
+    let pending = deliveries(&app).remove(0);
+    assert_eq!(attempts(&app, &pending.id).len(), 1, "its attempt stays");
+    assert_eq!(count!(app, webhook_attempts), 1);
+    // flag.updated went only to the forgotten delivery; flag.created is still
+    // owed to the failing endpoint.
+    let mut conn = app.conn();
+    let events: Vec<String> = webhook_events::table
+        .select(webhook_events::event)
+        .load(&mut *conn)
+        .unwrap();
+    assert_eq!(events, ["flag.created"]);
+}
+
 on_both_backends!(
     an_endpoint_added_in_the_dashboard_shows_its_secret_once_and_keeps_it_sealed,
     invalid_endpoints_show_errors_next_to_their_fields_and_save_nothing,
@@ -1220,4 +1261,5 @@ on_both_backends_with_settings!(
     a_delivery_fails_for_good_after_the_retry_window,
     a_delivery_queued_while_no_instance_sends_is_sent_by_the_next_one,
     two_instances_never_send_the_same_delivery_twice,
+    finished_deliveries_are_forgotten_after_the_retention_and_pending_ones_kept,
 );
