@@ -50,6 +50,8 @@ pub struct AppState {
     pub live_index: Arc<LiveIndex>,
     /// Wakes the webhook worker when a change of this instance queued deliveries.
     pub webhook_wakeup: Arc<tokio::sync::Notify>,
+    /// The runtime rule sets of the WorkOS SDK, built once per revision.
+    pub rule_sets: workos::RuleSets,
 }
 
 /// The evaluation index and the database revision it was built from.
@@ -229,6 +231,7 @@ impl Application {
                 rebuild: Mutex::new(()),
             }),
             webhook_wakeup: Arc::default(),
+            rule_sets: workos::RuleSets::default(),
             config,
         });
         state.db(|_| Ok(())).await?;

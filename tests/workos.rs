@@ -710,6 +710,32 @@ async fn the_runtime_rule_set_agrees_with_flagpoles_evaluation(app: TestApp) {
             );
         }
     }
+    // The set is built once per revision: a change, made here or by another
+    // instance on the same database, is in the next poll.
+    let again = api.get("/sdk/feature-flags").await;
+    assert_eq!(again.body, rules, "nothing changed");
+    let other = app.second_instance().await;
+    let r = other
+        .api(Some(&w.key))
+        .put_json("/feature-flags/off/enable", None, json!({}))
+        .await;
+    assert_eq!(r.status, 200);
+    let after = api.get("/sdk/feature-flags").await;
+    assert_eq!(after.body["off"]["enabled"], true);
+    assert_eq!(after.body["off"]["default_value"], true);
+    let r = api
+        .post(
+            &format!("/feature-flags/acme-beta/targets/{}", w.bob.id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let after = api.get("/sdk/feature-flags").await;
+    assert_eq!(
+        after.body["acme-beta"]["targets"]["users"],
+        json!([{"id": w.bob.id, "enabled": true}])
+    );
+
     let staging = app
         .api(Some(&w.staging_key))
         .get("/sdk/feature-flags")

@@ -7,7 +7,6 @@
 //! code; only the shapes differ. Its contract is WorkOS's API reference and
 //! SDK, so it is not in `/api/v1/openapi.json`.
 
-use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -18,11 +17,11 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::db::schema::{environments as environments_table, flags as flags_table, rules, targets};
+use crate::db::schema::{environments as environments_table, flags as flags_table, targets};
 use crate::db::DbConn;
 use crate::error::AppError;
 use crate::flags::{self, mode_of, Mode, RuleChange, TargetKind};
-use crate::models::{Environment, Flag, Rule};
+use crate::models::{Environment, Flag};
 use crate::sessions::SessionError;
 use crate::web::api::paging::{ListQuery, Page};
 use crate::web::api::sessions::{key_set, mint, rotate};
@@ -638,62 +637,16 @@ async fn user_flags(
 // ---------------------------------------------------------------------------
 // The rule set the SDK's runtime client polls to evaluate locally.
 
-/// Every live flag of the key's environment as the runtime client reads
-/// it: `enabled` (the toggle), `default_value` (true for the mode All) and
-/// the targets that get it (for the mode Some). The SDK's
-/// `isEnabled(slug, {userId, organizationId})` then agrees with Flagpole's
-/// evaluation.
+/// The key's environment's rule set (`crate::workos::runtime_rule_set`),
+/// built once per revision and shared by every poll until something changes.
 async fn runtime_rules(state: web::Data<AppState>, auth: WorkosAuth) -> Result<HttpResponse> {
     let env_id = auth.0.environment.id;
-    let rule_set = state
-        .db(move |conn| {
-            let rows: Vec<(Flag, Rule)> = flags_table::table
-                .inner_join(rules::table)
-                .filter(flags_table::archived.eq(false))
-                .filter(rules::environment_id.eq(&env_id))
-                .order(flags_table::slug.asc())
-                .select((Flag::as_select(), Rule::as_select()))
-                .load(conn)?;
-            let mut targets_of: HashMap<String, (Vec<Value>, Vec<Value>)> = HashMap::new();
-            let some: Vec<&str> = rows
-                .iter()
-                .filter(|(_, r)| mode_of(r) == Mode::Some)
-                .map(|(f, _)| f.id.as_str())
-                .collect();
-            for chunk in some.chunks(500) {
-                let found: Vec<(String, String, String)> = targets::table
-                    .filter(targets::environment_id.eq(&env_id))
-                    .filter(targets::flag_id.eq_any(chunk))
-                    .order(targets::target_id.asc())
-                    .select((targets::flag_id, targets::target_type, targets::target_id))
-                    .load(conn)?;
-                for (flag_id, kind, id) in found {
-                    let entry = targets_of.entry(flag_id).or_default();
-                    let list = if kind == "user" {
-                        &mut entry.0
-                    } else {
-                        &mut entry.1
-                    };
-                    list.push(json!({"id": id, "enabled": true}));
-                }
-            }
-            let rule_set: BTreeMap<String, Value> = rows
-                .into_iter()
-                .map(|(flag, rule)| {
-                    let (users, organizations) = targets_of.remove(&flag.id).unwrap_or_default();
-                    let entry = json!({
-                        "slug": flag.slug,
-                        "enabled": rule.enabled,
-                        "default_value": mode_of(&rule) == Mode::All,
-                        "targets": {"users": users, "organizations": organizations},
-                    });
-                    (flag.slug, entry)
-                })
-                .collect();
-            Ok(rule_set)
-        })
+    let st = state.clone();
+    let body = state
+        .db(move |conn| st.rule_sets.get(conn, &env_id))
         .await?;
     Ok(HttpResponse::Ok()
+        .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(rule_set))
+        .body(body))
 }
