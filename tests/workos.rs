@@ -747,7 +747,44 @@ async fn the_runtime_rule_set_agrees_with_flagpoles_evaluation(app: TestApp) {
     assert_eq!(app.api(None).get("/sdk/feature-flags").await.status, 401);
 }
 
+async fn revoking_a_session_ends_its_refreshes(app: TestApp) {
+    let w = world(&app);
+    let started = start(&app, &w.key, &w.ada.id, None).await;
+    let session = started.body["session_id"].clone();
+    let api = app.api(Some(&w.key));
+    let path = "/user_management/sessions/revoke";
+
+    // Another environment's key does not know the session; bad bodies are refused.
+    let r = app
+        .api(Some(&w.staging_key))
+        .post(path, json!({"session_id": session}))
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (404, Some("entity_not_found"))
+    );
+    let r = api.post(path, json!({})).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["field"], "session_id");
+    let r = api.post_raw(path, "{nope").await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let alive = authenticate(&app, refresh_body(&w, &started.body["refresh_token"])).await;
+    assert_eq!(alive.status, 200, "still alive: {:?}", alive.body);
+
+    let r = api.post(path, json!({"session_id": session})).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let r = authenticate(&app, refresh_body(&w, &alive.body["refresh_token"])).await;
+    assert_eq!(
+        (r.status, r.body["error"].as_str(), r.body["code"].as_str()),
+        (400, Some("invalid_grant"), Some("session_revoked"))
+    );
+}
+
 on_both_backends!(
+    revoking_a_session_ends_its_refreshes,
     a_refresh_token_grant_answers_in_workos_shape_and_rotates,
     an_authenticate_call_is_checked_before_anything_changes,
     the_sso_jwks_has_the_environments_keys_only,

@@ -34,6 +34,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/user_management/authenticate",
         web::post().to(authenticate),
     )
+    .service(
+        web::resource("/user_management/sessions/revoke")
+            .app_data(json_config())
+            .route(web::post().to(revoke_session)),
+    )
     .route("/sso/jwks/{client_id}", web::get().to(jwks))
     .route("/sdk/feature-flags", web::get().to(runtime_rules))
     .route("/feature-flags", web::get().to(list_flags))
@@ -56,6 +61,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/user_management/users/{id}/feature-flags",
         web::get().to(user_flags),
     );
+}
+
+/// JSON bodies: a body that is not JSON is a WorkOS-shaped 400.
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|err, _req| {
+            WorkosError(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("Send the body as JSON (Content-Type: application/json): {err}"),
+            ))
+            .into()
+        })
 }
 
 /// An error as WorkOS sends it: `{"code", "message"}`, with `errors` (the
@@ -300,6 +319,39 @@ async fn authenticate(
             "access_token": access_token,
             "refresh_token": issued.refresh_token,
         })))
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    session_id: Option<String>,
+}
+
+/// Revokes a session of the key's environment (`revokeSession` in the
+/// SDK): its refresh tokens stop working at once; its access tokens live
+/// until they expire.
+async fn revoke_session(
+    state: web::Data<AppState>,
+    auth: WorkosAuth,
+    body: web::Json<RevokeBody>,
+) -> Result<HttpResponse> {
+    let Some(session_id) = present(body.into_inner().session_id) else {
+        return Err(ApiError::invalid("session_id", "Give the session_id to revoke.").into());
+    };
+    let env_id = auth.0.environment.id;
+    let outcome = state
+        .db(move |conn| {
+            match crate::sessions::revoke(
+                conn,
+                &env_id,
+                crate::sessions::RevokeTarget::SessionId(&session_id),
+            ) {
+                Err(SessionError::Other(e)) => Err(e),
+                other => Ok(other),
+            }
+        })
+        .await?;
+    outcome?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 fn environment_by_client_id(

@@ -156,5 +156,24 @@ for (const backend of BACKENDS) {
         .refresh();
       assert.deepEqual(revoked, { authenticated: false, reason: 'invalid_grant' });
     });
+
+    test('revokeSession signs a user out: the next refresh is refused', async () => {
+      const started = await flagpole.api('POST', '/api/v1/sessions', {
+        user: { external_id: 'u-bob', email: 'bob@acme.example' },
+        organization: { external_id: 'acme', name: 'Acme Inc' },
+      });
+      const { sealedSession } = await workos.userManagement.authenticateWithRefreshToken({
+        refreshToken: started.refresh_token,
+        session: { sealSession: true, cookiePassword: process.env.WORKOS_COOKIE_PASSWORD },
+      });
+      const session = workos.userManagement.loadSealedSession({
+        sessionData: sealedSession,
+        cookiePassword: process.env.WORKOS_COOKIE_PASSWORD,
+      });
+      const { sessionId } = await session.authenticate();
+      assert.equal(sessionId, started.session_id);
+      await workos.userManagement.revokeSession({ sessionId });
+      assert.deepEqual(await session.refresh(), { authenticated: false, reason: 'invalid_grant' });
+    });
   });
 }
