@@ -47,6 +47,11 @@ pub struct Config {
     /// `FLAGPOLE_WEBHOOK_DELIVERY`: `false` makes this instance queue webhooks
     /// but leave sending them to the other instances (default true).
     pub webhook_delivery: bool,
+    /// How long an instance keeps signing with the key it read, before it
+    /// looks again for a rotation made by another instance (default 10 s).
+    pub signer_cache_ttl: Duration,
+    /// HTTP worker threads; `None` is one per core.
+    pub http_workers: Option<usize>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://flagpole.db";
@@ -67,6 +72,7 @@ pub const DEFAULT_WEBHOOK_RETENTION_DAYS: i64 = 30;
 pub const DEFAULT_WEBHOOK_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_WEBHOOK_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SIGNER_CACHE_TTL: Duration = Duration::from_secs(10);
 
 impl Config {
     /// Reads the settings from the process environment, generating and keeping
@@ -136,6 +142,8 @@ impl Config {
                 DEFAULT_WEBHOOK_RETENTION_DAYS,
             )?,
             webhook_prune_interval: DEFAULT_WEBHOOK_PRUNE_INTERVAL,
+            signer_cache_ttl: DEFAULT_SIGNER_CACHE_TTL,
+            http_workers: None,
         };
         config.validate()?;
         Ok(config)
@@ -196,6 +204,8 @@ impl Config {
             webhook_retention: Duration::from_secs(DEFAULT_WEBHOOK_RETENTION_DAYS as u64 * 86_400),
             webhook_prune_interval: DEFAULT_WEBHOOK_PRUNE_INTERVAL,
             webhook_delivery: true,
+            signer_cache_ttl: DEFAULT_SIGNER_CACHE_TTL,
+            http_workers: None,
         }
     }
 

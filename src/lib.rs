@@ -225,7 +225,7 @@ impl Application {
             setup_token_hash: Mutex::new(None),
             login_throttle: LoginThrottle::default(),
             sealer: keys::KeySealer::new(&config.secret_key),
-            signers: signing::SignerCache::default(),
+            signers: signing::SignerCache::new(config.signer_cache_ttl),
             live_index: Arc::new(LiveIndex {
                 current: RwLock::new((-1, Arc::default())),
                 rebuild: Mutex::new(()),

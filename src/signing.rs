@@ -17,10 +17,6 @@ use crate::ids::now;
 use crate::keys::{self, KeySealer, SigningAlgorithm};
 use crate::models::SigningKey;
 
-/// How long an instance may keep signing with a key it has cached after
-/// another instance rotated it; retired keys stay published this much longer.
-pub const CACHE_TTL: Duration = Duration::from_secs(10);
-
 fn later(seconds: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(seconds))
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -91,8 +87,9 @@ pub fn rotate(
         )
         .set((
             signing_keys::retired_at.eq(now()),
-            signing_keys::publish_until
-                .eq(later(access_ttl_seconds + CACHE_TTL.as_secs() as i64 + 60)),
+            signing_keys::publish_until.eq(later(
+                access_ttl_seconds + crate::config::DEFAULT_SIGNER_CACHE_TTL.as_secs() as i64 + 60,
+            )),
         ))
         .execute(conn)?;
         let new = insert_new_key(conn, sealer, environment_id, algorithm)?;
@@ -152,13 +149,20 @@ pub struct Signer {
 }
 
 /// Opened signing keys per environment, re-read from the database every
-/// `CACHE_TTL` so a rotation by another instance is picked up.
-#[derive(Default)]
+/// `ttl` so a rotation by another instance is picked up.
 pub struct SignerCache {
+    ttl: Duration,
     entries: Mutex<HashMap<String, (Signer, Instant)>>,
 }
 
 impl SignerCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
     pub fn signer(
         &self,
         conn: &mut DbConn,
@@ -171,7 +175,7 @@ impl SignerCache {
             .unwrap_or_else(|e| e.into_inner())
             .get(environment_id)
         {
-            if at.elapsed() < CACHE_TTL {
+            if at.elapsed() < self.ttl {
                 return Ok(signer.clone());
             }
         }

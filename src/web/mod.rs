@@ -31,6 +31,7 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
         [&state.config.secret_key[..], b"flagpole cookies"].concat(),
     ));
     let secure = state.config.secure_cookies();
+    let workers = state.config.http_workers;
     let server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
             .cookie_name("flagpole_session".into())
@@ -54,7 +55,11 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
             .configure(routes)
             .default_service(web::to(not_found))
     })
-    .listen(listener)?
+    .listen(listener)?;
+    let server = match workers {
+        Some(n) => server.workers(n),
+        None => server,
+    }
     .run();
     Ok(server)
 }

@@ -6,8 +6,6 @@
 //! and `chromium-driver`). Without them the test says loudly that it skipped;
 //! with `CI=true` it fails instead.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -16,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestApp};
+use crate::common::{Backend, TestApp};
 use diesel::prelude::*;
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -60,7 +58,7 @@ fn free_port() -> u16 {
 async fn start_browser() -> Option<(Chromedriver, Client)> {
     for binary in [CHROMEDRIVER, CHROMIUM] {
         if !Path::new(binary).exists() {
-            common::skip(
+            crate::common::skip(
                 "Chromium",
                 &format!(
                     "{binary} is missing; install Debian's chromium and chromium-driver packages"

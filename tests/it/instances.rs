@@ -1,11 +1,9 @@
 //! Several instances on one database: a change made through one reaches the
 //! others' evaluation within about a second.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use crate::common::TestApp;
 use flagpole::directory::{self, UserInput};
 use flagpole::flags::{self, FlagInput};
 use flagpole::{api_keys, environments};

@@ -1,13 +1,10 @@
 //! Feature flags in the dashboard: creation, validation, the list and the cards.
 
-mod common;
-mod support;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::support::*;
 use diesel::prelude::*;
 use flagpole::db::schema::rules;
 use flagpole::flags::Mode;
-use support::*;
 
 async fn creating_a_flag_gives_it_a_none_rule_in_every_environment(app: TestApp) {
     let client = app.owner().await;

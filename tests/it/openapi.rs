@@ -6,11 +6,9 @@
 //! property. Run on both backends: the document does not depend on the
 //! database, but the answers checked against it do.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::TestApp;
+use crate::common::TestApp;
 use flagpole::{api_keys, environments};
 use reqwest::header::HeaderMap;
 use reqwest::Method;

@@ -2,16 +2,13 @@
 //! official SDK relies on (the Node suite under tests/node runs the SDK
 //! itself), on both databases.
 
-mod common;
-mod support;
-
-use common::{Json, TestApp};
+use crate::common::{Json, TestApp};
+use crate::support::{make_flag, make_org, make_user, set_enabled, set_rule};
 use flagpole::directory;
 use flagpole::flags::Mode;
 use flagpole::models::{Environment, Organization, User};
 use flagpole::{api_keys, environments};
 use serde_json::{json, Value};
-use support::{make_flag, make_org, make_user, set_enabled, set_rule};
 
 struct World {
     production: Environment,
@@ -457,12 +454,12 @@ async fn enable_disable_and_targets_change_the_keys_environment(app: TestApp) {
         (r.body["slug"].as_str(), r.body["enabled"].as_bool()),
         (Some("beta"), Some(true))
     );
-    assert!(support::rule(&app, "beta", "production").enabled);
+    assert!(crate::support::rule(&app, "beta", "production").enabled);
     assert!(
-        !support::rule(&app, "beta", "staging").enabled,
+        !crate::support::rule(&app, "beta", "staging").enabled,
         "only the key's environment"
     );
-    let audit = support::audit_of(&app, "rule.enabled");
+    let audit = crate::support::audit_of(&app, "rule.enabled");
     assert!(
         audit[0].actor.starts_with("api key backend ("),
         "{}",
@@ -477,9 +474,12 @@ async fn enable_disable_and_targets_change_the_keys_environment(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
-    assert_eq!(support::rule(&app, "beta", "production").mode, "some");
     assert_eq!(
-        support::targets(&app, "beta", "production"),
+        crate::support::rule(&app, "beta", "production").mode,
+        "some"
+    );
+    assert_eq!(
+        crate::support::targets(&app, "beta", "production"),
         [w.acme.id.as_str()]
     );
     let r = api
@@ -489,7 +489,7 @@ async fn enable_disable_and_targets_change_the_keys_environment(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, 204);
-    let version = support::rule(&app, "beta", "production").version;
+    let version = crate::support::rule(&app, "beta", "production").version;
     // Adding again, or removing a non-target, changes nothing.
     assert_eq!(
         api.post(
@@ -506,7 +506,10 @@ async fn enable_disable_and_targets_change_the_keys_environment(app: TestApp) {
             .status,
         204
     );
-    assert_eq!(support::rule(&app, "beta", "production").version, version);
+    assert_eq!(
+        crate::support::rule(&app, "beta", "production").version,
+        version
+    );
 
     let flags_of = |user: &str, org: Option<&str>| {
         let api = &api;
@@ -522,7 +525,7 @@ async fn enable_disable_and_targets_change_the_keys_environment(app: TestApp) {
     assert_eq!(r.status, 204);
     assert_eq!(flags_of(&w.bob.id, None).await, json!([]));
     assert_eq!(
-        support::targets(&app, "beta", "production"),
+        crate::support::targets(&app, "beta", "production"),
         [w.acme.id.as_str()]
     );
 
@@ -545,7 +548,7 @@ async fn enable_disable_and_targets_change_the_keys_environment(app: TestApp) {
         assert_eq!(r.status, status, "{method} {path}: {:?}", r.body);
     }
     assert_eq!(
-        support::targets(&app, "beta", "production"),
+        crate::support::targets(&app, "beta", "production"),
         [w.acme.id.as_str()]
     );
     let r = app

@@ -1,14 +1,11 @@
 //! Environments: the defaults, adding (with a rule for every flag), renaming,
 //! colours, order, and the switcher that sets the active environment.
 
-mod common;
-mod support;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::support::*;
 use diesel::prelude::*;
 use flagpole::db::schema::rules;
 use flagpole::flags::Mode;
-use support::*;
 
 fn rules_in(app: &TestApp, env_slug: &str) -> Vec<(String, String, bool, i32)> {
     let env_id = env(app, env_slug).id;

@@ -1,11 +1,9 @@
 //! Secret API keys and signing keys: from the dashboard and from the CLI.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::TestApp;
+use crate::common::TestApp;
 use flagpole::admins::Role;
 use flagpole::directory::{self, UserInput};
 use serde_json::json;

@@ -1,9 +1,7 @@
 //! The token endpoint, verified the way an application would: fetch the
 //! JWKS over HTTP, pick the key by `kid`, check `alg`, `iss`, `aud`, `exp`.
 
-mod common;
-
-use common::{Api, Backend, TestApp};
+use crate::common::{Api, Backend, TestApp};
 use diesel::prelude::*;
 use flagpole::db::schema::sessions as sessions_table;
 use flagpole::directory::{self, OrganizationInput, UserInput};
@@ -145,7 +143,7 @@ async fn verify(app: &TestApp, token: &str, client_id: &str) -> Result<Value, St
         .map_err(|e| e.to_string())
 }
 
-async fn start(api: &Api, body: Value) -> common::Json {
+async fn start(api: &Api, body: Value) -> crate::common::Json {
     api.post("/api/v1/sessions", body).await
 }
 

@@ -2,9 +2,7 @@
 //! every reason and error code, the organization aliases, the bulk ETag, the
 //! key, and the real OpenFeature Rust SDK with its OFREP provider.
 
-mod common;
-
-use common::{Backend, TestApp};
+use crate::common::{Backend, TestApp};
 use flagpole::directory::{self, OrganizationInput, UserInput};
 use flagpole::flags::{self, FlagInput, Mode, RuleChange};
 use flagpole::models::{Environment, Organization, User};

@@ -1,12 +1,10 @@
 //! The management API for organizations, users, memberships and bulk upserts.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{Api, TestApp};
+use crate::common::{Api, TestApp};
 use diesel::prelude::*;
-use flagpole::db::schema::{audit_events, memberships, organizations, users};
+use flagpole::db::schema::audit_events;
 use flagpole::{api_keys, environments};
 use serde_json::{json, Value};
 
@@ -16,13 +14,6 @@ fn key(app: &TestApp, env: &str) -> String {
     api_keys::create(&mut conn, "test", &env.id, "automation")
         .unwrap()
         .1
-}
-
-macro_rules! count {
-    ($app:expr, $table:ident) => {{
-        let n: i64 = $table::table.count().get_result(&mut *$app.conn()).unwrap();
-        n
-    }};
 }
 
 /// The actors of the audit events with `action`, oldest first.
@@ -35,7 +26,7 @@ fn actors_of(app: &TestApp, action: &str) -> Vec<String> {
         .unwrap()
 }
 
-fn assert_error(r: &common::Json, status: u16, code: &str, field: Option<&str>) {
+fn assert_error(r: &crate::common::Json, status: u16, code: &str, field: Option<&str>) {
     assert_eq!(
         (r.status, r.code()),
         (status, code),
@@ -56,7 +47,7 @@ fn assert_error(r: &common::Json, status: u16, code: &str, field: Option<&str>) 
 }
 
 /// Sends a raw PATCH body with a JSON content type.
-async fn patch_raw(api: &Api, path: &str, body: &str) -> common::Json {
+async fn patch_raw(api: &Api, path: &str, body: &str) -> crate::common::Json {
     let resp = api
         .http
         .patch(format!("{}{path}", api.base))
@@ -69,7 +60,7 @@ async fn patch_raw(api: &Api, path: &str, body: &str) -> common::Json {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.json().await.expect("a JSON answer");
-    common::Json {
+    crate::common::Json {
         status,
         headers,
         body,

@@ -1,10 +1,8 @@
 //! The management API for feature flags and their rules.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{Api, TestApp};
+use crate::common::{Api, TestApp};
 use diesel::prelude::*;
 use flagpole::db::schema::{audit_events, flags as flags_table};
 use flagpole::directory::{self, OrganizationInput, UserInput};
@@ -19,7 +17,7 @@ fn key(app: &TestApp, env: &str) -> String {
         .1
 }
 
-async fn create(api: &Api, slug: &str) -> common::Json {
+async fn create(api: &Api, slug: &str) -> crate::common::Json {
     api.post(
         "/api/v1/feature-flags",
         json!({"name": format!("Flag {slug}"), "slug": slug, "description": "d", "tags": ["beta"]}),

@@ -3,16 +3,14 @@
 //! environment, retried with backoff, kept across instances, given up after
 //! the window; and deleting archived flags, which `flag.deleted` announces.
 
-mod common;
-mod support;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{Backend, TestApp};
+use crate::support::*;
 use actix_web::{web, HttpRequest, HttpResponse};
-use common::{Backend, TestApp};
 use diesel::prelude::*;
 use flagpole::admins::Role;
 use flagpole::db::schema::{
@@ -26,7 +24,6 @@ use flagpole::Config;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use support::*;
 
 /// Test settings: retries after 100 ms then 200 ms, a worker that looks
 /// every 50 ms, a one-minute window.

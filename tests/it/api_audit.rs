@@ -1,11 +1,9 @@
 //! The audit trail through the API: order, paging, shape and filters.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Api, TestApp};
 use chrono::{SecondsFormat, Utc};
-use common::{Api, TestApp};
 use diesel::prelude::*;
 use flagpole::db::schema::audit_events;
 use flagpole::directory::{self, OrganizationInput};
@@ -80,7 +78,7 @@ fn actions(events: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-fn assert_invalid(r: &common::Json, field: &str) {
+fn assert_invalid(r: &crate::common::Json, field: &str) {
     assert_eq!(
         (r.status, r.code(), r.body["error"]["field"].as_str()),
         (422, "invalid_field", Some(field)),

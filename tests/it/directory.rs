@@ -1,14 +1,11 @@
 //! Organizations, users and memberships in the dashboard.
 
-mod common;
-mod support;
-
-use common::TestApp;
+use crate::common::TestApp;
+use crate::support::*;
 use diesel::prelude::*;
 use flagpole::db::schema::{memberships, organizations, users};
 use flagpole::flags::Mode;
 use flagpole::models::{Organization, User};
-use support::*;
 
 fn org_by_name(app: &TestApp, name: &str) -> Organization {
     let mut conn = app.conn();

@@ -1,13 +1,10 @@
 //! The rule editor (None / Some / All with targets), the enable toggle,
 //! "Edit in X", confirmation in Production, and the audit trail of it all.
 
-mod common;
-mod support;
-
-use common::{Client, Page, TestApp};
+use crate::common::{Client, Page, TestApp};
+use crate::support::*;
 use flagpole::admins::Role;
 use flagpole::flags::Mode;
-use support::*;
 
 const EDITOR: &str = "/flags/checkout/environments/staging";
 const PRODUCTION_EDITOR: &str = "/flags/checkout/environments/production";
@@ -56,7 +53,7 @@ async fn saving_some_with_an_organization_and_a_user_in_staging_writes_mode_and_
     expected.sort();
     assert_eq!(targets(&app, "checkout", "staging"), expected);
     // Production is a separate rule and is untouched.
-    let production = support::rule(&app, "checkout", "production");
+    let production = crate::support::rule(&app, "checkout", "production");
     assert_eq!((production.mode.as_str(), production.version), ("none", 1));
     assert!(targets(&app, "checkout", "production").is_empty());
 
@@ -103,7 +100,7 @@ async fn production_asks_for_confirmation_before_saving_a_rule(app: TestApp) {
     )
     .await;
     assert_eq!(page.status, 303, "{}", page.body);
-    let rule = support::rule(&app, "checkout", "production");
+    let rule = crate::support::rule(&app, "checkout", "production");
     assert_eq!((rule.mode.as_str(), rule.version), ("some", 2));
     assert_eq!(targets(&app, "checkout", "production"), vec![acme.id]);
 
@@ -116,7 +113,10 @@ async fn production_asks_for_confirmation_before_saving_a_rule(app: TestApp) {
     )
     .await;
     assert_eq!(page.status, 303);
-    assert_eq!(support::rule(&app, "checkout", "staging").mode, "all");
+    assert_eq!(
+        crate::support::rule(&app, "checkout", "staging").mode,
+        "all"
+    );
 }
 
 async fn targets_survive_switching_from_some_to_all_and_back(app: TestApp) {
@@ -229,7 +229,7 @@ async fn a_save_based_on_a_stale_version_is_refused_and_overwrites_nothing(app: 
     )
     .await;
     assert_eq!(page.status, 303);
-    let rule = support::rule(&app, "checkout", "staging");
+    let rule = crate::support::rule(&app, "checkout", "staging");
     assert_eq!(rule.mode, "all");
     assert_eq!(rule.updated_by.as_deref(), Some("bob@example.com"));
 }
@@ -573,7 +573,7 @@ async fn the_toggle_turns_a_flag_on_and_off_in_staging_at_once(app: TestApp) {
     let rule = rule(&app, "checkout", "staging");
     assert!(rule.enabled);
     assert_eq!(rule.version, 2);
-    assert!(!support::rule(&app, "checkout", "production").enabled);
+    assert!(!crate::support::rule(&app, "checkout", "production").enabled);
     let list = client.get("/flags").await;
     says(&list, "Checkout is now on in Staging.");
     let row = flag_row(&list.body, "checkout").unwrap();
@@ -592,7 +592,7 @@ async fn the_toggle_turns_a_flag_on_and_off_in_staging_at_once(app: TestApp) {
         )
         .await;
     assert_eq!(page.location.as_deref(), Some("/flags/checkout"));
-    assert!(!support::rule(&app, "checkout", "staging").enabled);
+    assert!(!crate::support::rule(&app, "checkout", "staging").enabled);
 
     // return_to never leads off the site.
     let page = client
@@ -606,7 +606,7 @@ async fn the_toggle_turns_a_flag_on_and_off_in_staging_at_once(app: TestApp) {
         )
         .await;
     assert_eq!(page.location.as_deref(), Some("/flags/checkout"));
-    assert!(support::rule(&app, "checkout", "staging").enabled);
+    assert!(crate::support::rule(&app, "checkout", "staging").enabled);
 }
 
 async fn turning_a_flag_on_in_production_asks_for_confirmation(app: TestApp) {
@@ -644,7 +644,7 @@ async fn turning_a_flag_on_in_production_asks_for_confirmation(app: TestApp) {
         )
         .await;
     assert_eq!(page.status, 303);
-    assert!(support::rule(&app, "checkout", "production").enabled);
+    assert!(crate::support::rule(&app, "checkout", "production").enabled);
 
     // Turning it off asks too.
     let page = client
@@ -652,7 +652,7 @@ async fn turning_a_flag_on_in_production_asks_for_confirmation(app: TestApp) {
         .await;
     assert_eq!(page.status, 200);
     page.assert_contains("Turn Checkout off in Production?");
-    assert!(support::rule(&app, "checkout", "production").enabled);
+    assert!(crate::support::rule(&app, "checkout", "production").enabled);
 }
 
 async fn a_toggle_from_a_stale_page_changes_nothing(app: TestApp) {
@@ -914,7 +914,7 @@ async fn concurrent_saves_from_the_same_version_let_exactly_one_through(app: Tes
         "{:?}",
         pages.iter().map(|p| p.status).collect::<Vec<_>>()
     );
-    let rule = support::rule(&app, "checkout", "staging");
+    let rule = crate::support::rule(&app, "checkout", "staging");
     assert!(rule.enabled);
     assert_eq!(rule.version, 3);
     assert_eq!(audit_of(&app, "rule.enabled").len(), 1);

@@ -1,11 +1,9 @@
 //! Property: on random flags, rules and targets, the in-memory index gives
 //! exactly what a plain SQL evaluation of the design's rule gives.
 
-mod common;
-
 use std::cell::Cell;
 
-use common::TestApp;
+use crate::common::TestApp;
 use diesel::dsl::exists;
 use diesel::prelude::*;
 use flagpole::db::schema::{flags as flags_table, rules, targets};

@@ -2,16 +2,14 @@
 //! Flagpole: sign in, read the flags through the app's sealed-cookie refresh,
 //! turn the flag on in the dashboard, and see the app's answer change.
 
-mod common;
-
-#[path = "../examples/flag_gated_app.rs"]
+#[path = "../../examples/flag_gated_app.rs"]
 mod example;
 
 use std::net::TcpListener;
 
+use crate::common::TestApp;
 use actix_web::{App, HttpServer};
 use base64::Engine;
-use common::TestApp;
 use flagpole::flags::{self, FlagInput};
 use flagpole::{api_keys, directory, environments};
 use serde_json::{json, Value};

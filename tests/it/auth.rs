@@ -1,15 +1,12 @@
 //! Admin accounts: first-admin setup, signing in and out, throttling, CSRF,
 //! the session cookie, and what viewers, editors and owners may do.
 
-mod common;
-mod support;
-
-use common::{csrf_in, TestApp};
+use crate::common::{csrf_in, TestApp};
+use crate::support::*;
 use diesel::prelude::*;
 use flagpole::admins::Role;
 use flagpole::db::schema::admins;
 use flagpole::flags::Mode;
-use support::*;
 
 fn setup_path(app: &TestApp) -> String {
     let url = app

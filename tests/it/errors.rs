@@ -1,11 +1,8 @@
 //! Errors: 404 pages, health checks, and garbage input that must never be a 500.
 
-mod common;
-mod support;
-
-use common::{Client, TestApp};
+use crate::common::{Client, TestApp};
+use crate::support::*;
 use flagpole::flags::Mode;
-use support::*;
 
 /// GET `path` and return (status, content type, body).
 async fn raw_get(client: &Client, path: &str) -> (u16, String, String) {
@@ -370,7 +367,7 @@ async fn malformed_editor_and_toggle_fields_are_bad_requests(app: TestApp) {
         ("some", false, 2)
     );
     assert_eq!(targets(&app, "checkout", "staging"), vec![acme.id]);
-    assert!(!support::rule(&app, "checkout", "production").enabled);
+    assert!(!crate::support::rule(&app, "checkout", "production").enabled);
     assert_eq!(count!(app, flags), 1);
 }
 
