@@ -3,11 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::evaluation::{Index, RuleFacts};
-use crate::keys::{self, SigningAlgorithm};
-use crate::models::{Environment, Session};
-use crate::sessions::{self, TokenSettings};
-use crate::signing::Signer;
+use flagpole::environments::Environment;
+use flagpole::evaluation::model::Model;
+use flagpole::evaluation::{Context, FlagRule, Mode, Rule};
+use flagpole::ids::{ClientId, EnvironmentId, FlagId, OrgId, SessionId, UserId};
+use flagpole::time::Timestamp;
+use flagpole::tokens::keys::{self, SigningAlgorithm};
+use flagpole::tokens::sessions::{Session, TokenSettings};
+use flagpole::tokens::signing::Signer;
+use flagpole::validate::Slug;
 
 pub struct BenchOptions {
     pub flags: usize,
@@ -16,27 +20,35 @@ pub struct BenchOptions {
     pub seconds: f64,
 }
 
+fn user(i: usize) -> UserId {
+    UserId::parse(&format!("user_U{i}")).expect("a user id")
+}
+
+fn org(i: usize) -> OrgId {
+    OrgId::parse(&format!("org_O{i}")).expect("an organization id")
+}
+
 /// A synthetic environment: a tenth of the flags on for all, the rest
 /// targeting a handful of users and organizations each.
-fn synthetic_index(o: &BenchOptions) -> Index {
-    let rules = (0..o.flags).map(|i| RuleFacts {
-        environment_id: "env_bench".into(),
-        slug: format!("flag-{i:05}"),
-        enabled: true,
-        archived: false,
-        mode: if i % 10 == 0 {
-            "all".into()
-        } else {
-            "some".into()
-        },
-        user_targets: (0..5)
-            .map(|k| format!("user_{}", (i * 7 + k * 13) % o.users))
-            .collect(),
-        organization_targets: (0..3)
-            .map(|k| format!("org_{}", (i * 5 + k * 11) % o.organizations))
-            .collect(),
+fn synthetic_model(o: &BenchOptions, env: &EnvironmentId) -> Model {
+    let rules = (0..o.flags).map(|i| {
+        let rule = Rule {
+            enabled: true,
+            mode: if i % 10 == 0 { Mode::All } else { Mode::Some },
+            users: (0..5).map(|k| user((i * 7 + k * 13) % o.users)).collect(),
+            organizations: (0..3)
+                .map(|k| org((i * 5 + k * 11) % o.organizations))
+                .collect(),
+        };
+        let flag = FlagRule {
+            id: FlagId::parse(&format!("flag_F{i}")).expect("a flag id"),
+            slug: Slug::parse(&format!("flag-{i:05}")).expect("a slug"),
+            archived: false,
+            rule,
+        };
+        (env.clone(), flag)
     });
-    Index::build(rules)
+    Model::build(rules)
 }
 
 /// Runs `work(i)` on `threads` threads for about `seconds`; returns calls per second.
@@ -72,26 +84,21 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<()> {
         "Flagpole bench: {} flags, {} users, {} organizations, {:.1} s per measurement, {} core(s)",
         o.flags, o.users, o.organizations, o.seconds, cores
     );
+    let env_id = EnvironmentId::generate();
     let built = Instant::now();
-    let index = synthetic_index(o);
+    let model = synthetic_model(o, &env_id);
     println!(
-        "index build: {:.1} ms",
+        "model build: {:.1} ms",
         built.elapsed().as_secs_f64() * 1000.0
     );
-    let env = index
-        .environment("env_bench")
-        .ok_or_else(|| anyhow::anyhow!("empty index"))?;
-    let user_ids: Vec<String> = (0..o.users).map(|i| format!("user_{i}")).collect();
-    let org_ids: Vec<String> = (0..o.organizations).map(|i| format!("org_{i}")).collect();
-    let sample = env.evaluate(Some(&user_ids[1]), Some(&org_ids[1]));
-    println!("a typical answer holds {} flags", sample.len());
-    let evaluate = |i: usize| {
-        env.evaluate(
-            Some(&user_ids[i % o.users]),
-            Some(&org_ids[i % o.organizations]),
-        )
-        .len()
-    };
+    let contexts: Vec<Context> = (0..o.users.max(o.organizations))
+        .map(|i| Context::new(Some(user(i % o.users)), Some(org(i % o.organizations))))
+        .collect();
+    println!(
+        "a typical answer holds {} flags",
+        model.evaluate(&env_id, &contexts[1 % contexts.len()]).len()
+    );
+    let evaluate = |i: usize| model.evaluate(&env_id, &contexts[i % contexts.len()]).len();
     for threads in [1, cores] {
         println!(
             "evaluations/s on {threads} thread(s): {:.0}",
@@ -104,18 +111,19 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<()> {
         refresh_ttl_seconds: 86_400,
         refresh_grace_seconds: 0,
     };
+    let now = Timestamp::now();
     let environment = Environment {
-        id: "env_bench".into(),
-        slug: "bench".into(),
+        id: env_id.clone(),
+        slug: Slug::parse("bench").expect("a slug"),
         name: "Bench".into(),
         position: 0,
         color: "#475569".into(),
         require_confirmation: false,
-        client_id: "client_bench".into(),
-        created_at: String::new(),
-        updated_at: String::new(),
+        client_id: ClientId::generate(),
+        created_at: now,
+        updated_at: now,
     };
-    for algorithm in SigningAlgorithm::ALL {
+    for &algorithm in SigningAlgorithm::ALL {
         let key = keys::generate(algorithm)?;
         let signer = Signer {
             kid: key.kid,
@@ -123,27 +131,27 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<()> {
             key: std::sync::Arc::new(algorithm.encoding_key(&key.private_der)),
         };
         let issue = |i: usize| {
+            let context = &contexts[i % contexts.len()];
             let session = Session {
-                id: format!("session_{i}"),
+                id: SessionId::generate(),
                 environment_id: environment.id.clone(),
-                user_id: user_ids[i % o.users].clone(),
-                organization_id: Some(org_ids[i % o.organizations].clone()),
-                created_at: String::new(),
-                last_refreshed_at: String::new(),
-                expires_at: String::new(),
+                user_id: context.user.clone().expect("a user"),
+                organization_id: context.organization.clone(),
+                created_at: now,
+                last_refreshed_at: now,
+                expires_at: now,
                 revoked_at: None,
                 revoked_reason: None,
             };
-            let flags = env.evaluate(Some(&session.user_id), session.organization_id.as_deref());
-            sessions::mint_access_token(
-                &signer,
+            flagpole::tokens::mint(
+                &model,
                 &settings,
                 "http://bench",
                 &environment,
                 &session,
-                &flags,
+                &signer,
             )
-            .map(|t| t.len())
+            .map(|m| m.access_token.len())
             .unwrap_or(0)
         };
         for threads in [1, cores] {

@@ -171,8 +171,8 @@ impl Config {
         Ok(())
     }
 
-    pub fn token_settings(&self) -> crate::sessions::TokenSettings {
-        crate::sessions::TokenSettings {
+    pub fn token_settings(&self) -> crate::tokens::sessions::TokenSettings {
+        crate::tokens::sessions::TokenSettings {
             access_ttl_seconds: self.access_token_ttl,
             refresh_ttl_seconds: self.refresh_token_ttl,
             refresh_grace_seconds: self.refresh_grace,
@@ -207,6 +207,26 @@ impl Config {
             signer_cache_ttl: DEFAULT_SIGNER_CACHE_TTL,
             http_workers: None,
         }
+    }
+
+    pub fn webhook_settings(&self) -> crate::webhooks::delivery::Settings {
+        crate::webhooks::delivery::Settings {
+            retry_schedule: self.webhook_retry_schedule.clone(),
+            retry_window: self.webhook_retry_window,
+            poll_interval: self.webhook_poll_interval,
+            timeout: self.webhook_timeout,
+            retention: self.webhook_retention,
+            prune_interval: self.webhook_prune_interval,
+        }
+    }
+
+    /// How long a retired signing key stays published: the longest an
+    /// access token it signed can live, plus the time other instances may
+    /// keep signing with it from their caches, plus a margin.
+    pub fn retired_key_publication(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl.max(0) as u64)
+            + self.signer_cache_ttl * 2
+            + Duration::from_secs(60)
     }
 
     /// Cookies are marked `Secure` when the dashboard is served over https.

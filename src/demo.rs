@@ -1,11 +1,16 @@
 //! `flagpole seed-demo`: a realistic data set for trying the dashboard and
 //! for measuring it (organizations, users, memberships, flags with rules).
 
-use crate::db::DbConn;
-use crate::directory::{self, OrganizationInput, UserInput};
-use crate::environments;
-use crate::error::AppError;
-use crate::flags::{self, FlagInput, Mode, RuleChange};
+use flagpole::audit::Actor;
+use flagpole::db::DbConn;
+use flagpole::directory::memberships;
+use flagpole::directory::organizations::{self, NewOrganization};
+use flagpole::directory::users::{self, NewUser};
+use flagpole::environments;
+use flagpole::error::Result;
+use flagpole::evaluation::Mode;
+use flagpole::flags::rules::{self, RuleChange, TargetChange};
+use flagpole::flags::{self, NewFlag};
 
 const ORGS: &[&str] = &[
     "Acme Inc",
@@ -51,15 +56,15 @@ pub struct DemoCounts {
 
 /// Adds `flag_count` flags and a dozen organizations with their users.
 /// Rules vary: some flags are on for everyone, some for a few targets.
-pub fn seed(conn: &mut DbConn, flag_count: usize) -> Result<DemoCounts, AppError> {
-    let actor = "seed-demo";
+pub fn seed(conn: &mut DbConn, flag_count: usize) -> Result<DemoCounts> {
+    let actor = &Actor::system("seed-demo");
     let mut org_ids = Vec::new();
     let mut user_ids = Vec::new();
     for (i, name) in ORGS.iter().enumerate() {
-        let org = directory::create_org(
+        let org = organizations::create(
             conn,
             actor,
-            &OrganizationInput {
+            &NewOrganization {
                 name: name.to_string(),
                 external_id: format!("demo-org-{}", i + 1),
             },
@@ -68,10 +73,10 @@ pub fn seed(conn: &mut DbConn, flag_count: usize) -> Result<DemoCounts, AppError
             let first = FIRST[(i + j) % FIRST.len()];
             let last = LAST[(i * 3 + j) % LAST.len()];
             let domain = name.to_lowercase().replace(' ', "");
-            let user = directory::create_user(
+            let user = users::create(
                 conn,
                 actor,
-                &UserInput {
+                &NewUser {
                     email: format!(
                         "{}.{}{}@{}.example",
                         first.to_lowercase(),
@@ -84,7 +89,7 @@ pub fn seed(conn: &mut DbConn, flag_count: usize) -> Result<DemoCounts, AppError
                     external_id: format!("demo-user-{}-{}", i + 1, j + 1),
                 },
             )?;
-            directory::add_membership(conn, actor, &org.id, &user.id)?;
+            memberships::add(conn, actor, &org, &user, "user")?;
             user_ids.push(user.id);
         }
         org_ids.push(org.id);
@@ -95,7 +100,7 @@ pub fn seed(conn: &mut DbConn, flag_count: usize) -> Result<DemoCounts, AppError
         let flag = flags::create(
             conn,
             actor,
-            &FlagInput {
+            &NewFlag {
                 name: format!("{} {}", capitalize(topic), n + 1),
                 slug: format!("{topic}-{}", n + 1),
                 description: format!(
@@ -103,7 +108,7 @@ pub fn seed(conn: &mut DbConn, flag_count: usize) -> Result<DemoCounts, AppError
                     topic.replace('-', " "),
                     n + 1
                 ),
-                tags: TAGS[n % TAGS.len()].to_string(),
+                tags: vec![TAGS[n % TAGS.len()].to_string()],
             },
         )?;
         for (e, env) in envs.iter().enumerate() {
@@ -114,27 +119,27 @@ pub fn seed(conn: &mut DbConn, flag_count: usize) -> Result<DemoCounts, AppError
             };
             let add = if mode == Mode::Some {
                 vec![
-                    org_ids[(n + e) % org_ids.len()].clone(),
-                    user_ids[(n * 7 + e) % user_ids.len()].clone(),
+                    org_ids[(n + e) % org_ids.len()].to_string(),
+                    user_ids[(n * 7 + e) % user_ids.len()].to_string(),
                 ]
             } else {
                 Vec::new()
             };
-            let rule = flags::save_rule(
+            rules::save_rule(
                 conn,
                 actor,
                 &flag,
                 env,
                 &RuleChange {
-                    mode,
-                    add,
-                    remove: Vec::new(),
-                    expected_version: 1,
+                    mode: Some(mode),
+                    enabled: Some((n + e) % 3 != 0),
+                    targets: TargetChange::Edit {
+                        add,
+                        remove: Vec::new(),
+                    },
+                    expected_version: Some(1),
                 },
             )?;
-            if (n + e) % 3 != 0 {
-                flags::set_enabled(conn, actor, &flag, env, true, Some(rule.version))?;
-            }
         }
     }
     Ok(DemoCounts {

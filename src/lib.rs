@@ -1,198 +1,98 @@
 //! Flagpole: self-hosted feature flags. This crate builds the whole service
 //! from a [`Config`], so the binary and the tests start the same app.
+//!
+//! Each concept has its module: [`flags`] (flags, rules, targets),
+//! [`directory`] (organizations, users, memberships), [`environments`]
+//! (environments and their API keys), [`evaluation`] (the one decision, the
+//! model it reads), [`tokens`] (sessions, signing keys, JWKS), [`webhooks`],
+//! [`audit`] and [`admins`]. [`web`] is HTTP: the dashboard, `/api/v1`, and
+//! the WorkOS and OFREP surfaces, which parse, call a service and render.
 
 #![forbid(unsafe_code)]
 
 pub mod admins;
-pub mod api_keys;
 pub mod audit;
-pub mod bench;
 pub mod config;
 pub mod db;
-pub mod demo;
 pub mod directory;
 pub mod environments;
 pub mod error;
 pub mod evaluation;
 pub mod flags;
 pub mod ids;
-pub mod keys;
-pub mod models;
-pub mod sessions;
-pub mod signing;
+pub mod paging;
+pub mod time;
+pub mod tokens;
 pub mod validate;
 pub mod web;
 pub mod webhooks;
 pub mod workos;
 
-use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
-use sha2::{Digest, Sha256};
 
 pub use config::Config;
 use db::{DatabaseUrl, DbConn, Pool};
-use error::AppError;
+use error::Result;
+use evaluation::live::LiveModel;
+use evaluation::model::Model;
 
 /// What every request handler shares.
 pub struct AppState {
     pub pool: Pool,
     pub config: Config,
-    /// SHA-256 of the one-time setup token, while no admin exists.
-    setup_token_hash: Mutex<Option<[u8; 32]>>,
-    pub login_throttle: LoginThrottle,
-    /// Seals signing keys at rest.
-    pub sealer: keys::KeySealer,
-    pub signers: signing::SignerCache,
-    pub live_index: Arc<LiveIndex>,
-    /// Wakes the webhook worker when a change of this instance queued deliveries.
-    pub webhook_wakeup: Arc<tokio::sync::Notify>,
-    /// The runtime rule sets of the WorkOS SDK, built once per revision.
-    pub rule_sets: workos::RuleSets,
-}
-
-/// The evaluation index and the database revision it was built from.
-pub struct LiveIndex {
-    current: RwLock<(i64, Arc<evaluation::Index>)>,
-    /// Held while the index is rebuilt, so concurrent requests rebuild once.
-    rebuild: Mutex<()>,
-}
-
-impl LiveIndex {
-    pub fn get(&self) -> Arc<evaluation::Index> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone()
-    }
-
-    fn revision(&self) -> i64 {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).0
-    }
-
-    /// Rebuilds the index if the database changed since it was built.
-    pub fn sync(&self, conn: &mut DbConn) -> Result<(), AppError> {
-        if self.revision() == audit::revision(conn)? {
-            return Ok(());
-        }
-        let _guard = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
-        let revision = audit::revision(conn)?;
-        if self.revision() == revision {
-            return Ok(());
-        }
-        let index = evaluation::Index::build(flags::rule_facts(conn)?);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (revision, Arc::new(index));
-        Ok(())
-    }
+    pub setup: admins::setup::SetupToken,
+    pub login_throttle: admins::throttle::LoginThrottle,
+    /// Seals signing keys and webhook secrets at rest.
+    pub sealer: tokens::keys::KeySealer,
+    pub signers: tokens::signing::SignerCache,
+    pub model: LiveModel,
+    /// Wakes the webhook worker after a change of this instance.
+    webhook_wakeup: Arc<tokio::sync::Notify>,
+    /// The runtime rule sets of the WorkOS SDK, one per environment and
+    /// model revision.
+    pub rule_sets: web::workos::RuleSets,
 }
 
 impl AppState {
-    /// Runs `f` on a pooled connection on the blocking thread pool, so database
-    /// work never stalls the async workers.
-    pub async fn db<T, F>(&self, f: F) -> Result<T, AppError>
+    /// Runs `f`, which only reads, on a pooled connection on the blocking
+    /// thread pool, so database work never stalls the async workers.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
-        let index = self.live_index.clone();
-        let wakeup = self.webhook_wakeup.clone();
-        actix_web::web::block(move || {
-            let mut conn = pool.get()?;
-            let result = f(&mut conn);
-            if webhooks::take_queued() && result.is_ok() {
-                wakeup.notify_one();
+        db::run(&self.pool, f).await
+    }
+
+    /// Runs `f`, which writes (in its own transactions), then brings this
+    /// instance's model up to date before answering, so the caller's next
+    /// request sees its change; the webhook worker is woken for what the
+    /// change queued. A write that committed is never reported as failed:
+    /// if the model cannot be brought up to date, the poll will.
+    pub async fn write<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let state = self.clone();
+        db::run(&self.pool, move |conn| {
+            let result = f(conn)?;
+            state.webhook_wakeup.notify_one();
+            if let Err(e) = state.model.sync(conn) {
+                tracing::warn!(error = %e, "updating the evaluation model after a write failed");
             }
-            // Every change is audited, and every audit bumps the revision:
-            // a change made by this call is in the index before it returns.
-            index.sync(&mut conn)?;
-            result
+            Ok(result)
         })
-        .await?
+        .await
     }
 
-    /// The evaluation index as of the last change this instance has seen.
-    pub fn index(&self) -> Arc<evaluation::Index> {
-        self.live_index.get()
-    }
-
-    /// Spends the setup token if it is the right one; it works once.
-    pub fn take_setup_token(&self, token: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut guard = self
-            .setup_token_hash
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match *guard {
-            Some(expected) if subtle::ConstantTimeEq::ct_eq(&expected[..], &digest[..]).into() => {
-                *guard = None;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Gives back a setup token spent on a form that turned out invalid.
-    pub fn restore_setup_token(&self, token: &str) {
-        let mut guard = self
-            .setup_token_hash
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(Sha256::digest(token.as_bytes()).into());
-        }
-    }
-
-    pub fn setup_token_matches(&self, token: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let guard = self
-            .setup_token_hash
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        matches!(*guard, Some(expected) if bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &digest[..])))
-    }
-}
-
-/// Slows down password guessing: after `MAX_FAILURES` wrong passwords for
-/// one email within `WINDOW`, sign-in for it is refused until the window ends.
-#[derive(Default)]
-pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl LoginThrottle {
-    pub const MAX_FAILURES: u32 = 5;
-    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-
-    /// `Some(wait)` when this email is locked out for `wait` more.
-    pub fn locked_for(&self, email: &str) -> Option<Duration> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, since) = map.get(&email.to_lowercase())?;
-        let elapsed = since.elapsed();
-        (*count >= Self::MAX_FAILURES && elapsed < Self::WINDOW).then(|| Self::WINDOW - elapsed)
-    }
-
-    pub fn record_failure(&self, email: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            map.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
-        }
-        let entry = map
-            .entry(email.to_lowercase())
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= Self::WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
-
-    pub fn record_success(&self, email: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&email.to_lowercase());
+    /// The evaluation model as of the last change this instance has seen.
+    pub fn model(&self) -> Arc<Model> {
+        self.model.snapshot()
     }
 }
 
@@ -222,29 +122,30 @@ impl Application {
         let pool = prepare_database(&url, config.pool_size).await?;
         let state = actix_web::web::Data::new(AppState {
             pool,
-            setup_token_hash: Mutex::new(None),
-            login_throttle: LoginThrottle::default(),
-            sealer: keys::KeySealer::new(&config.secret_key),
-            signers: signing::SignerCache::new(config.signer_cache_ttl),
-            live_index: Arc::new(LiveIndex {
-                current: RwLock::new((-1, Arc::default())),
-                rebuild: Mutex::new(()),
-            }),
+            setup: admins::setup::SetupToken::default(),
+            login_throttle: admins::throttle::LoginThrottle::default(),
+            sealer: tokens::keys::KeySealer::new(&config.secret_key),
+            signers: tokens::signing::SignerCache::new(config.signer_cache_ttl),
+            model: LiveModel::default(),
             webhook_wakeup: Arc::default(),
-            rule_sets: workos::RuleSets::default(),
+            rule_sets: web::workos::RuleSets::default(),
             config,
         });
-        state.db(|_| Ok(())).await?;
-        spawn_index_poller(state.clone());
-        webhooks::spawn_worker(state.clone())?;
+        let model_state = state.clone();
+        state.read(move |conn| model_state.model.sync(conn)).await?;
+        spawn_model_poller(state.clone());
+        if state.config.webhook_delivery {
+            webhooks::delivery::spawn(
+                state.pool.clone(),
+                state.sealer.clone(),
+                state.config.webhook_settings(),
+                Arc::downgrade(&state.webhook_wakeup),
+            )?;
+        }
         let port = listener.local_addr()?.port();
-        let admin_count = state.db(|conn| Ok(admins::count(conn)?)).await?;
+        let admin_count = state.read(admins::count).await?;
         let setup_url = if admin_count == 0 {
-            let token = ids::random_token(24);
-            *state
-                .setup_token_hash
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(Sha256::digest(token.as_bytes()).into());
+            let token = state.setup.issue();
             let base = if state.config.bind.ends_with(":0") {
                 format!("http://127.0.0.1:{port}")
             } else {
@@ -282,15 +183,17 @@ impl Application {
 }
 
 /// Checks the database revision every second, so changes made by other
-/// instances reach this one's index within about a second.
-fn spawn_index_poller(state: actix_web::web::Data<AppState>) {
+/// instances reach this one's model within about a second. It holds the
+/// state weakly, so it stops when the application is dropped.
+fn spawn_model_poller(state: actix_web::web::Data<AppState>) {
     let weak = Arc::downgrade(&state.into_inner());
     actix_web::rt::spawn(async move {
         loop {
             actix_web::rt::time::sleep(Duration::from_secs(1)).await;
             let Some(state) = weak.upgrade() else { break };
-            if let Err(e) = state.db(|_| Ok(())).await {
-                tracing::warn!(error = %e, "refreshing the evaluation index failed");
+            let synced = state.clone();
+            if let Err(e) = state.read(move |conn| synced.model.sync(conn)).await {
+                tracing::warn!(error = %e, "refreshing the evaluation model failed");
             }
         }
     });
@@ -303,7 +206,7 @@ pub async fn prepare_database(url: &DatabaseUrl, pool_size: u32) -> anyhow::Resu
         let pool = db::build_pool(&url, pool_size)?;
         let mut conn = pool.get()?;
         db::run_migrations(&mut conn)?;
-        environments::ensure_defaults(&mut conn).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        environments::ensure_defaults(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(pool)
     })
     .await

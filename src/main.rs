@@ -3,8 +3,16 @@
 use std::io::Read;
 
 use clap::{Parser, Subcommand};
-use flagpole::error::AppError;
-use flagpole::{admins, api_keys, db, environments, keys, signing, webhooks, Application, Config};
+use flagpole::audit::Actor;
+use flagpole::environments::api_keys;
+use flagpole::error::Error;
+use flagpole::tokens::keys::{self, SigningAlgorithm};
+use flagpole::tokens::signing;
+use flagpole::webhooks::endpoints;
+use flagpole::{admins, db, environments, webhooks, Application, Config};
+
+mod bench;
+mod demo;
 
 #[derive(Parser)]
 #[command(name = "flagpole", version, about = "Self-hosted feature flags")]
@@ -127,7 +135,7 @@ fn main() -> anyhow::Result<()> {
         seconds,
     }) = &cli.command
     {
-        return flagpole::bench::run(&flagpole::bench::BenchOptions {
+        return bench::run(&bench::BenchOptions {
             flags: *flags,
             users: (*users).max(1),
             organizations: (*organizations).max(1),
@@ -151,8 +159,8 @@ fn main() -> anyhow::Result<()> {
                 let mut conn = open(&config).await?;
                 let env = environments::by_slug(&mut conn, &environment)
                     .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
-                let (_, secret) = api_keys::create(&mut conn, "cli", &env.id, &name)
-                    .map_err(|e| anyhow::anyhow!("{}", cli_message(e)))?;
+                let (_, secret) = api_keys::create(&mut conn, &cli_actor(), &env.id, &name)
+                    .map_err(cli_error)?;
                 println!("{secret}");
                 Ok(())
             }
@@ -173,15 +181,15 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     events.iter().map(|e| e.trim().to_string()).collect()
                 };
-                let input = webhooks::EndpointInput {
+                let input = endpoints::EndpointInput {
                     url,
                     description,
                     events,
                 };
                 let sealer = keys::KeySealer::new(&config.secret_key);
                 let (endpoint, secret) =
-                    webhooks::create_endpoint(&mut conn, &sealer, "cli", &env.id, &input)
-                        .map_err(|e| anyhow::anyhow!("{}", cli_message(e)))?;
+                    endpoints::create(&mut conn, &sealer, &cli_actor(), &env.id, &input)
+                        .map_err(cli_error)?;
                 tracing::info!(id = %endpoint.id, url = %endpoint.url, events = %endpoint.events, "webhook endpoint added");
                 println!("{secret}");
                 Ok(())
@@ -197,16 +205,16 @@ fn main() -> anyhow::Result<()> {
                 let env = environments::by_slug(&mut conn, &environment)
                     .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
                 let sealer = keys::KeySealer::new(&config.secret_key);
-                let algorithm = algorithm.as_deref().and_then(keys::SigningAlgorithm::parse);
+                let algorithm = algorithm.as_deref().and_then(SigningAlgorithm::parse);
                 let key = signing::rotate(
                     &mut conn,
                     &sealer,
-                    "cli",
+                    &cli_actor(),
                     &env.id,
                     algorithm,
-                    config.access_token_ttl,
+                    config.retired_key_publication(),
                 )
-                .map_err(|e| anyhow::anyhow!("{}", cli_message(e)))?;
+                .map_err(cli_error)?;
                 println!(
                     "{} now signs with {} key {}",
                     env.name, key.algorithm, key.id
@@ -217,8 +225,8 @@ fn main() -> anyhow::Result<()> {
                 let url = db::DatabaseUrl::parse(&config.database_url)?;
                 let pool = flagpole::prepare_database(&url, 1).await?;
                 let mut conn = pool.get()?;
-                let counts = flagpole::demo::seed(&mut conn, flags)
-                    .map_err(|e| anyhow::anyhow!("seeding failed: {e:?}"))?;
+                let counts = demo::seed(&mut conn, flags)
+                    .map_err(|e| anyhow::anyhow!("seeding failed: {e}"))?;
                 println!(
                     "added {} organizations, {} users and {} flags",
                     counts.organizations, counts.users, counts.flags
@@ -243,18 +251,10 @@ fn main() -> anyhow::Result<()> {
                 let url = db::DatabaseUrl::parse(&config.database_url)?;
                 let pool = flagpole::prepare_database(&url, 1).await?;
                 let mut conn = pool.get()?;
-                match admins::create(&mut conn, "cli", &email, &password, role) {
-                    Ok(admin) => {
-                        println!("created {} ({})", admin.email, admin.role);
-                        Ok(())
-                    }
-                    Err(flagpole::error::AppError::Invalid(errors)) => {
-                        let text: Vec<String> =
-                            errors.0.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-                        anyhow::bail!("{}", text.join("; "))
-                    }
-                    Err(other) => anyhow::bail!("{other}"),
-                }
+                let admin =
+                    admins::create(&mut conn, &cli_actor(), &email, &password, role).map_err(cli_error)?;
+                println!("created {} ({})", admin.email, admin.role);
+                Ok(())
             }
         }
     })
@@ -267,15 +267,23 @@ async fn open(config: &Config) -> anyhow::Result<db::PooledConn> {
     Ok(pool.get()?)
 }
 
-fn cli_message(err: AppError) -> String {
-    match err {
-        AppError::Invalid(errors) => errors
-            .0
-            .iter()
-            .map(|(f, m)| format!("{f}: {m}"))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => format!("{other}"),
+/// Who the audit trail names for changes made on the command line.
+fn cli_actor() -> Actor {
+    Actor::system("cli")
+}
+
+/// An error as the command line tells it: each field's problem, or the message.
+fn cli_error(err: Error) -> anyhow::Error {
+    match err.field_errors() {
+        Some(errors) => anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        None => anyhow::anyhow!("{err}"),
     }
 }
 

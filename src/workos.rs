@@ -1,148 +1,162 @@
-//! WorkOS's object shapes, shared by the WorkOS-compatible API
-//! (`crate::web::workos`) and webhook payloads: a Flagpole flag in one
-//! environment as WorkOS's `feature_flag`, a user as WorkOS's `user`, and
-//! the rule set that the SDK's runtime client polls.
+//! WorkOS's object shapes, as the official WorkOS SDKs parse them: a flag in
+//! one environment (`feature_flag`), a user, a list, and the rule set the
+//! SDK's runtime client polls. Shared by the WorkOS-compatible API
+//! (`crate::web::workos`) and webhook payloads.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::collections::BTreeMap;
 
-use actix_web::web::Bytes;
-use diesel::prelude::*;
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use crate::db::schema::{flags, rules, targets};
-use crate::db::DbConn;
-use crate::error::AppError;
-use crate::flags::{mode_of, Mode};
-use crate::models::{Flag, Rule, User};
+use crate::directory::User;
+use crate::evaluation::model::EnvironmentModel;
+use crate::evaluation::{decide, named_subjects, Context, FlagRule};
+use crate::ids::{FlagId, UserId};
+use crate::paging::Page;
+use crate::time::Timestamp;
 
-/// A flag in one environment as WorkOS's `feature_flag` object: `enabled` is
-/// the environment's toggle and `default_value` what a user who is not
-/// targeted gets while it is on (true only for the mode All).
-pub fn feature_flag_json(flag: &Flag, tags: &[String], rule: &Rule) -> Value {
-    json!({
-        "object": "feature_flag",
-        "id": flag.id,
-        "slug": flag.slug,
-        "name": flag.name,
-        "description": flag.description,
-        "tags": tags,
-        "enabled": rule.enabled,
-        "default_value": mode_of(rule) == Mode::All,
-        "created_at": flag.created_at,
-        "updated_at": flag.updated_at,
-    })
+/// A flag in one environment: `enabled` is the environment's switch and
+/// `default_value` what a context that no target names gets while it is on.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureFlag {
+    pub object: &'static str,
+    pub id: FlagId,
+    pub slug: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The admin who owns the flag; Flagpole has no flag owners yet.
+    pub owner: Option<FlagOwner>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub default_value: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
-/// A user as WorkOS's `user` object. Flagpole keeps no verification state,
-/// picture, locale or metadata, so those carry neutral values.
-pub fn user_json(user: &User) -> Value {
-    json!({
-        "object": "user",
-        "id": user.id,
-        "email": user.email,
-        "email_verified": false,
-        "first_name": non_empty(&user.first_name),
-        "last_name": non_empty(&user.last_name),
-        "profile_picture_url": null,
-        "last_sign_in_at": null,
-        "locale": null,
-        "external_id": user.external_id,
-        "metadata": {},
-        "created_at": user.created_at,
-        "updated_at": user.updated_at,
-    })
+#[derive(Debug, Clone, Serialize)]
+pub struct FlagOwner {
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
 }
 
-fn non_empty(s: &str) -> Value {
-    if s.is_empty() {
-        Value::Null
-    } else {
-        json!(s)
-    }
+/// A user. Flagpole keeps no verification state, picture or locale, so
+/// those carry neutral values.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkosUser {
+    pub object: &'static str,
+    pub id: UserId,
+    pub email: String,
+    pub email_verified: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub profile_picture_url: Option<String>,
+    pub last_sign_in_at: Option<Timestamp>,
+    pub locale: Option<String>,
+    pub external_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
-/// Every live flag of an environment as the SDK's runtime client reads it,
-/// by slug: `enabled` (the switch), `default_value` (true for the mode All)
-/// and, for the mode Some, the targets that get it. The client's
-/// `isEnabled(slug, {userId, organizationId})` then agrees with Flagpole's
-/// evaluation; a rule of mode None lists no targets, since it is off for them.
-pub fn runtime_rule_set(conn: &mut DbConn, env_id: &str) -> QueryResult<BTreeMap<String, Value>> {
-    let rows: Vec<(Flag, Rule)> = flags::table
-        .inner_join(rules::table)
-        .filter(flags::archived.eq(false))
-        .filter(rules::environment_id.eq(env_id))
-        .select((Flag::as_select(), Rule::as_select()))
-        .load(conn)?;
-    let mut targets_of: HashMap<String, (Vec<Value>, Vec<Value>)> = HashMap::new();
-    let some: Vec<&str> = rows
-        .iter()
-        .filter(|(_, r)| mode_of(r) == Mode::Some)
-        .map(|(f, _)| f.id.as_str())
-        .collect();
-    for chunk in some.chunks(500) {
-        let found: Vec<(String, String, String)> = targets::table
-            .filter(targets::environment_id.eq(env_id))
-            .filter(targets::flag_id.eq_any(chunk))
-            .order(targets::target_id.asc())
-            .select((targets::flag_id, targets::target_type, targets::target_id))
-            .load(conn)?;
-        for (flag_id, kind, id) in found {
-            let entry = targets_of.entry(flag_id).or_default();
-            let list = if kind == "user" {
-                &mut entry.0
-            } else {
-                &mut entry.1
-            };
-            list.push(json!({"id": id, "enabled": true}));
+impl From<&User> for WorkosUser {
+    fn from(user: &User) -> Self {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        WorkosUser {
+            object: "user",
+            id: user.id.clone(),
+            email: user.email.to_string(),
+            email_verified: false,
+            first_name: non_empty(&user.first_name),
+            last_name: non_empty(&user.last_name),
+            profile_picture_url: None,
+            last_sign_in_at: None,
+            locale: None,
+            external_id: user.external_id.as_ref().map(|e| e.to_string()),
+            metadata: BTreeMap::new(),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
         }
     }
-    Ok(rows
-        .into_iter()
-        .map(|(flag, rule)| {
-            let (users, organizations) = targets_of.remove(&flag.id).unwrap_or_default();
-            let entry = json!({
-                "slug": flag.slug,
-                "enabled": rule.enabled,
-                "default_value": mode_of(&rule) == Mode::All,
-                "targets": {"users": users, "organizations": organizations},
-            });
-            (flag.slug, entry)
-        })
-        .collect())
 }
 
-/// The runtime rule sets as sent, one per environment, built once per
-/// database revision: every client of an environment polls the same bytes
-/// until something changes.
-#[derive(Default)]
-pub struct RuleSets {
-    built: Mutex<HashMap<String, (i64, Bytes)>>,
+/// A list as WorkOS answers one.
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+    pub list_metadata: ListMetadata,
 }
 
-impl RuleSets {
-    /// The JSON of `env_id`'s rule set as of now.
-    pub fn get(&self, conn: &mut DbConn, env_id: &str) -> Result<Bytes, AppError> {
-        // Read before the rules: a set is never older than its revision.
-        let revision = crate::audit::revision(conn)?;
-        let cached = self
-            .built
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(env_id)
-            .filter(|(r, _)| *r == revision)
-            .map(|(_, body)| body.clone());
-        if let Some(body) = cached {
-            return Ok(body);
+#[derive(Debug, Serialize)]
+pub struct ListMetadata {
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl<T> From<Page<T>> for List<T> {
+    fn from(page: Page<T>) -> Self {
+        List {
+            object: "list",
+            data: page.data,
+            list_metadata: ListMetadata {
+                before: page.before,
+                after: page.after,
+            },
         }
-        let body = Bytes::from(
-            serde_json::to_vec(&runtime_rule_set(conn, env_id)?)
-                .map_err(|e| AppError::Internal(e.into()))?,
-        );
-        self.built
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(env_id.to_string(), (revision, body.clone()));
-        Ok(body)
     }
+}
+
+/// One flag of the runtime client's rule set.
+#[derive(Debug, Serialize)]
+pub struct RuntimeFlag<'a> {
+    pub slug: &'a str,
+    pub enabled: bool,
+    pub default_value: bool,
+    pub targets: RuntimeTargets,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RuntimeTargets {
+    pub users: Vec<RuntimeTarget>,
+    pub organizations: Vec<RuntimeTarget>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuntimeTarget {
+    pub id: String,
+    pub enabled: bool,
+}
+
+/// What the runtime client gets for one flag: the switch, the value of a
+/// context that names nobody (asked of [`decide`] as if the flag were on),
+/// and the subjects the rule turns it on for by name. The client's
+/// `isEnabled(slug, {userId, organizationId})` then agrees with Flagpole.
+pub fn runtime_flag(flag: &FlagRule) -> RuntimeFlag<'_> {
+    let mut switched_on = flag.clone();
+    switched_on.rule.enabled = true;
+    let default_value = decide(&switched_on, &Context::default()).on;
+    let (users, organizations) = named_subjects(&flag.rule);
+    let target = |id: &str| RuntimeTarget {
+        id: id.to_string(),
+        enabled: true,
+    };
+    RuntimeFlag {
+        slug: flag.slug.as_str(),
+        enabled: flag.rule.enabled,
+        default_value,
+        targets: RuntimeTargets {
+            users: users.into_iter().map(|u| target(u.as_str())).collect(),
+            organizations: organizations
+                .into_iter()
+                .map(|o| target(o.as_str()))
+                .collect(),
+        },
+    }
+}
+
+/// Every live flag of an environment, by slug, as the runtime client reads it.
+pub fn runtime_rule_set(env: &EnvironmentModel) -> BTreeMap<&str, RuntimeFlag<'_>> {
+    env.live_flags()
+        .map(|flag| (flag.slug.as_str(), runtime_flag(flag)))
+        .collect()
 }

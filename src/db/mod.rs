@@ -137,6 +137,24 @@ pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
     )
 }
 
+/// Maps a unique violation to the conflict of the field that must change;
+/// `field_of` reads the database's message (which names the column) and
+/// says which field and what to tell. Other errors pass through.
+pub fn on_unique_violation(
+    err: diesel::result::Error,
+    field_of: impl Fn(&str) -> (&'static str, &'static str),
+) -> crate::error::Error {
+    if let diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::UniqueViolation,
+        info,
+    ) = &err
+    {
+        let (field, message) = field_of(info.message());
+        return crate::error::Error::duplicate(field, message);
+    }
+    err.into()
+}
+
 diesel::define_sql_function! {
     /// Lower-cases text on both backends, for case-insensitive search.
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
@@ -187,4 +205,19 @@ where
         }
         f(conn)
     })
+}
+
+/// Runs `f` on a pooled connection on the blocking thread pool, so database
+/// work never stalls the async workers.
+pub async fn run<T, F>(pool: &Pool, f: F) -> crate::error::Result<T>
+where
+    F: FnOnce(&mut DbConn) -> crate::error::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await?
 }

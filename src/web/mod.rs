@@ -1,13 +1,14 @@
-//! HTTP: the route table, middleware, static assets and health checks.
+//! HTTP: the server, its middleware, and every surface's routes: the
+//! dashboard (HTML), `/api/v1`, OFREP and the WorkOS-compatible API.
+//! Handlers parse their input, call one service and render the answer;
+//! nothing here touches the database schema.
 
 pub mod api;
-pub mod auth;
-pub mod context;
 pub mod dashboard;
-pub mod directory;
-pub mod flags;
-pub mod paging;
-pub mod webhooks;
+pub mod errors;
+pub mod json;
+pub mod ofrep;
+pub mod routes;
 pub mod workos;
 
 use std::net::TcpListener;
@@ -19,12 +20,14 @@ use actix_web::cookie::{time::Duration as CookieDuration, Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::{Compress, DefaultHeaders};
-use actix_web::{web, App, HttpResponse, HttpServer, Responder};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use askama::Template;
 use sha2::{Digest, Sha512};
 
-use crate::error::{render_error_page, AppError};
+use crate::error::{Entity, Error, Result};
 use crate::AppState;
+use errors::Surface;
+use routes::Routes;
 
 pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
     let key = Key::from(&Sha512::digest(
@@ -43,17 +46,13 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
             .build();
         App::new()
             .app_data(state.clone())
-            .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                AppError::BadRequest(format!("The address has an invalid query: {err}")).into()
-            }))
-            .app_data(web::PathConfig::default().error_handler(|err, _| {
-                AppError::BadRequest(format!("The address is invalid: {err}")).into()
-            }))
+            .app_data(web::QueryConfig::default().error_handler(errors::query_error))
+            .app_data(web::PathConfig::default().error_handler(errors::path_error))
             .wrap(session)
             .wrap(security_headers())
             .wrap(Compress::default())
             .configure(routes)
-            .default_service(web::to(not_found))
+            .default_service(web::to(unmatched))
     })
     .listen(listener)?;
     let server = match workers {
@@ -76,34 +75,43 @@ fn security_headers() -> DefaultHeaders {
         ))
 }
 
-/// Every route of the service, in one table.
+/// Every route of the service. The JSON surfaces come first: their paths
+/// are more specific than the dashboard's.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/static/{file}", web::get().to(static_file))
-        .route("/", web::get().to(home))
-        .configure(api::routes)
-        .configure(workos::routes)
-        .configure(auth::routes)
-        .configure(flags::routes)
-        .configure(dashboard::routes)
-        .configure(directory::routes)
-        .configure(webhooks::routes);
+    Routes::new(cfg, "", Surface::Dashboard)
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/static/{file}", static_file)
+        .get("/", home);
+    api::routes(cfg);
+    ofrep::routes(cfg);
+    workos::routes(cfg);
+    dashboard::routes(cfg);
+}
+
+/// A path no route has: a 404 in the shape of the surface it looks like.
+async fn unmatched(req: HttpRequest) -> HttpResponse {
+    Surface::of_unmatched_path(req.path()).render(&Error::NotFound(route_or_page(&req)), &req)
+}
+
+fn route_or_page(req: &HttpRequest) -> Entity {
+    match Surface::of_unmatched_path(req.path()) {
+        Surface::Dashboard => Entity::Page,
+        _ => Entity::Route,
+    }
 }
 
 async fn home() -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/flags"))
-        .finish()
+    redirect("/flags")
 }
 
-async fn healthz() -> impl Responder {
+async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let result = state
-        .db(|conn| {
+        .read(|conn| {
             use diesel::connection::SimpleConnection;
             conn.batch_execute("SELECT 1")?;
             Ok(())
@@ -120,7 +128,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Assets are compiled into the binary, so it runs from any folder.
-async fn static_file(path: web::Path<String>) -> HttpResponse {
+async fn static_file(path: web::Path<String>) -> Result<HttpResponse> {
     let (body, content_type): (&'static [u8], &str) = match path.as_str() {
         "app.css" => (
             include_bytes!("../../static/app.css"),
@@ -131,30 +139,23 @@ async fn static_file(path: web::Path<String>) -> HttpResponse {
             "text/javascript; charset=utf-8",
         ),
         "favicon.svg" => (include_bytes!("../../static/favicon.svg"), "image/svg+xml"),
-        _ => return render_error_page(StatusCode::NOT_FOUND, "Not found", "No such file."),
+        _ => return Err(Error::NotFound(Entity::Page)),
     };
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(body)
-}
-
-async fn not_found() -> Result<HttpResponse, AppError> {
-    Err(AppError::NotFound)
+        .body(body))
 }
 
 /// Renders an askama page as an HTML response.
-pub fn render<T: Template>(page: &T) -> Result<HttpResponse, AppError> {
+pub fn render<T: Template>(page: &T) -> Result<HttpResponse> {
     render_with_status(page, StatusCode::OK)
 }
 
-pub fn render_with_status<T: Template>(
-    page: &T,
-    status: StatusCode,
-) -> Result<HttpResponse, AppError> {
+pub fn render_with_status<T: Template>(page: &T, status: StatusCode) -> Result<HttpResponse> {
     let html = page
         .render()
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("rendering a page: {e}")))?;
+        .map_err(|e| Error::internal(anyhow::anyhow!("rendering a page: {e}")))?;
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -168,11 +169,39 @@ pub fn redirect(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// A local path to return to after a form post; anything else falls back.
+/// A path on this site to return to after a form post; anything else (an
+/// absolute or scheme-relative URL, a backslash, a control character or a
+/// space, which browsers may drop to make one) falls back.
 pub fn safe_return(path: &str, fallback: &str) -> String {
-    if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') {
+    let safe = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace())
+        && path.len() <= 2000;
+    if safe {
         path.to_string()
     } else {
         fallback.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return;
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        assert_eq!(safe_return("/flags?page=2", "/x"), "/flags?page=2");
+        for evil in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\\evil",
+            "https://evil",
+            "/a\nb",
+            "/\u{7f}x",
+            "evil",
+        ] {
+            assert_eq!(safe_return(evil, "/flags"), "/flags", "{evil:?}");
+        }
     }
 }

@@ -3,221 +3,60 @@
 //! application moves to Flagpole by pointing its WorkOS client at Flagpole's
 //! host. A secret key (`Authorization: Bearer sk_…`) decides the
 //! environment, as on `/api/v1`, and the environment's `client_id` is the
-//! WorkOS client id. Every handler reuses Flagpole's own services and API
-//! code; only the shapes differ. Its contract is WorkOS's API reference and
-//! SDK, so it is not in `/api/v1/openapi.json`.
+//! WorkOS client id. Every handler calls Flagpole's own services; only the
+//! shapes (`crate::workos`) differ. Its contract is WorkOS's API reference
+//! and SDKs, so it is not in `/api/v1/openapi.json`.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
-use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
-use diesel::prelude::*;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 
-use crate::db::schema::{environments as environments_table, flags as flags_table, targets};
-use crate::db::DbConn;
-use crate::error::AppError;
-use crate::flags::{self, mode_of, Mode, RuleChange, TargetKind};
-use crate::models::{Environment, Flag};
-use crate::sessions::SessionError;
-use crate::web::api::paging::{ListQuery, Page};
-use crate::web::api::sessions::{key_set, mint, rotate};
-use crate::web::api::{ApiAuth, ApiError};
-use crate::workos::{feature_flag_json, user_json};
-use crate::{api_keys, directory, paginate, AppState};
+use super::api::paging::ListQuery;
+use super::api::sessions::{key_set, rotate};
+use super::api::{optional, ApiAuth};
+use super::json::{BodyLimit, Json};
+use super::routes::Routes;
+use super::Surface;
+use crate::directory::{self, organizations};
+use crate::environments::{self, api_keys, Environment};
+use crate::error::{Entity, Error, Refusal, Result};
+use crate::evaluation::{Context, TargetKind};
+use crate::flags::rules::{self, TargetRef};
+use crate::flags::{self, FlagFilter};
+use crate::ids::EnvironmentId;
+use crate::paging::Cursor;
+use crate::tokens::sessions::{self as token_sessions, RevokeTarget};
+use crate::workos::{runtime_rule_set, FeatureFlag, List, WorkosUser};
+use crate::AppState;
+
+/// The largest body the WorkOS surface takes.
+const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/user_management/authenticate",
-        web::post().to(authenticate),
-    )
-    .service(
-        web::resource("/user_management/sessions/revoke")
-            .app_data(json_config())
-            .route(web::post().to(revoke_session)),
-    )
-    .route("/sso/jwks/{client_id}", web::get().to(jwks))
-    .route("/sdk/feature-flags", web::get().to(runtime_rules))
-    .route("/feature-flags", web::get().to(list_flags))
-    .route("/feature-flags/{slug}", web::get().to(get_flag))
-    .route("/feature-flags/{slug}/enable", web::put().to(enable))
-    .route("/feature-flags/{slug}/disable", web::put().to(disable))
-    .route(
-        "/feature-flags/{slug}/targets/{resource_id}",
-        web::post().to(add_target),
-    )
-    .route(
-        "/feature-flags/{slug}/targets/{resource_id}",
-        web::delete().to(remove_target),
-    )
-    .route(
-        "/organizations/{id}/feature-flags",
-        web::get().to(organization_flags),
-    )
-    .route(
-        "/user_management/users/{id}/feature-flags",
-        web::get().to(user_flags),
-    );
+    Routes::new(cfg, "", Surface::Workos)
+        .post("/user_management/authenticate", authenticate)
+        .surface("/user_management/authenticate", Surface::Oauth)
+        .data("/user_management/authenticate", BodyLimit(BODY_LIMIT))
+        .post("/user_management/sessions/revoke", revoke_session)
+        .data("/user_management/sessions/revoke", BodyLimit(BODY_LIMIT))
+        .get("/sso/jwks/{client_id}", jwks)
+        .get("/sdk/feature-flags", runtime_rules)
+        .get("/feature-flags", list_flags)
+        .get("/feature-flags/{slug}", get_flag)
+        .put("/feature-flags/{slug}/enable", enable)
+        .put("/feature-flags/{slug}/disable", disable)
+        .post("/feature-flags/{slug}/targets/{resource_id}", add_target)
+        .delete("/feature-flags/{slug}/targets/{resource_id}", remove_target)
+        .get("/organizations/{id}/feature-flags", organization_flags)
+        .get("/user_management/users/{id}/feature-flags", user_flags);
 }
-
-/// JSON bodies: a body that is not JSON is a WorkOS-shaped 400.
-fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(64 * 1024)
-        .error_handler(|err, _req| {
-            WorkosError(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("Send the body as JSON (Content-Type: application/json): {err}"),
-            ))
-            .into()
-        })
-}
-
-/// An error as WorkOS sends it: `{"code", "message"}`, with `errors` (the
-/// fields at fault) on 422. The SDK turns these into its exceptions.
-#[derive(Debug)]
-pub struct WorkosError(ApiError);
-
-impl std::fmt::Display for WorkosError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl ResponseError for WorkosError {
-    fn status_code(&self) -> StatusCode {
-        self.0.status
-    }
-    fn error_response(&self) -> HttpResponse {
-        let ApiError {
-            status,
-            code,
-            message,
-            field,
-        } = &self.0;
-        let body = match *status {
-            StatusCode::UNPROCESSABLE_ENTITY => json!({
-                "code": "invalid_request_parameters",
-                "message": message,
-                "errors": [{"field": field.as_deref().unwrap_or("body"), "code": code}],
-            }),
-            StatusCode::NOT_FOUND => json!({"code": "entity_not_found", "message": message}),
-            _ => json!({"code": code, "message": message}),
-        };
-        HttpResponse::build(*status).json(body)
-    }
-}
-
-impl<E: Into<ApiError>> From<E> for WorkosError {
-    fn from(err: E) -> Self {
-        WorkosError(err.into())
-    }
-}
-
-fn not_found(what: &str, id: &str) -> WorkosError {
-    WorkosError(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "entity_not_found",
-        format!("No {what} has the id {id:?}."),
-    ))
-}
-
-/// A secret key's caller, refused the WorkOS way.
-pub struct WorkosAuth(ApiAuth);
-
-type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
-
-impl FromRequest for WorkosAuth {
-    type Error = WorkosError;
-    type Future = LocalFuture<Result<Self, WorkosError>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let auth = ApiAuth::from_request(req, payload);
-        Box::pin(async move { Ok(WorkosAuth(auth.await?)) })
-    }
-}
-
-type Result<T, E = WorkosError> = std::result::Result<T, E>;
 
 // ---------------------------------------------------------------------------
 // Sessions: `POST /user_management/authenticate` and the JWKS.
-
-/// An OAuth error, as WorkOS answers `/user_management/authenticate`:
-/// `{"error", "error_description"}`. The SDK's `session.refresh()` reports
-/// `invalid_grant` as "not authenticated" instead of throwing.
-#[derive(Debug)]
-pub struct OauthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    code: Option<&'static str>,
-}
-
-impl OauthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        OauthError {
-            status,
-            error,
-            description: description.into(),
-            code: None,
-        }
-    }
-    fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
-    }
-    fn invalid_client(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
-    }
-}
-
-impl std::fmt::Display for OauthError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.error, self.description)
-    }
-}
-
-impl ResponseError for OauthError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-    fn error_response(&self) -> HttpResponse {
-        let mut body = json!({"error": self.error, "error_description": self.description});
-        if let Some(code) = self.code {
-            body["code"] = json!(code);
-        }
-        HttpResponse::build(self.status)
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(body)
-    }
-}
-
-impl From<AppError> for OauthError {
-    fn from(err: AppError) -> Self {
-        let api = ApiError::from(err);
-        OauthError::new(api.status, "server_error", api.message)
-    }
-}
-
-impl From<SessionError> for OauthError {
-    /// Every refusal of the refresh token is `invalid_grant`, as in OAuth;
-    /// Flagpole's own code rides along in `code`.
-    fn from(err: SessionError) -> Self {
-        if let SessionError::Other(e) = err {
-            return e.into();
-        }
-        let api = ApiError::from(err);
-        OauthError {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_grant",
-            description: api.message,
-            code: Some(api.code),
-        }
-    }
-}
 
 /// The fields of an authenticate call; WorkOS takes JSON or a form.
 #[derive(Deserialize, Default)]
@@ -229,7 +68,7 @@ struct AuthenticateBody {
     organization_id: Option<String>,
 }
 
-fn parse_authenticate(req: &HttpRequest, body: &[u8]) -> Result<AuthenticateBody, OauthError> {
+fn parse_authenticate(req: &HttpRequest, body: &[u8]) -> Result<AuthenticateBody> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -237,20 +76,26 @@ fn parse_authenticate(req: &HttpRequest, body: &[u8]) -> Result<AuthenticateBody
         .unwrap_or("");
     if content_type.starts_with("application/x-www-form-urlencoded") {
         serde_urlencoded::from_bytes(body)
-            .map_err(|e| OauthError::invalid_request(format!("The form is invalid: {e}")))
+            .map_err(|e| Error::malformed("form", format!("The form is invalid: {e}")))
     } else {
         serde_json::from_slice(body).map_err(|e| {
-            OauthError::invalid_request(format!(
-                "Send the body as JSON (or a form) with grant_type, client_id, client_secret and refresh_token: {e}"
-            ))
+            Error::malformed(
+                "json",
+                format!(
+                    "Send the body as JSON (or a form) with grant_type, client_id, client_secret and refresh_token: {e}"
+                ),
+            )
         })
     }
 }
 
-fn present(value: Option<String>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+/// What `/user_management/authenticate` answers.
+#[derive(Serialize)]
+struct AuthenticateResponse {
+    user: WorkosUser,
+    organization_id: Option<crate::ids::OrgId>,
+    access_token: String,
+    refresh_token: String,
 }
 
 /// Exchanges a refresh token for a new pair, with the flags evaluated again:
@@ -262,63 +107,61 @@ fn present(value: Option<String>) -> Option<String> {
 async fn authenticate(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, OauthError> {
+    body: Bytes,
+) -> Result<HttpResponse> {
     let body = parse_authenticate(&req, &body)?;
-    match present(body.grant_type).as_deref() {
+    match optional(body.grant_type).as_deref() {
         Some("refresh_token") => {}
         Some(other) => {
-            return Err(OauthError::new(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                format!(
+            return Err(Error::Refused(Refusal::UnsupportedGrantType {
+                message: format!(
                     "Flagpole exchanges refresh tokens only (grant_type=refresh_token), not {other:?}. Start sessions with POST /api/v1/sessions."
                 ),
-            ))
+            }))
         }
-        None => return Err(OauthError::invalid_request("Give grant_type=refresh_token.")),
+        None => return Err(Error::invalid("grant_type", "Give grant_type=refresh_token.")),
     }
-    let client_id = present(body.client_id).ok_or_else(|| {
-        OauthError::invalid_request("Give client_id: the environment's client id.")
+    let client_id = optional(body.client_id).ok_or_else(|| {
+        Error::invalid("client_id", "Give client_id: the environment's client id.")
     })?;
-    let token = present(body.refresh_token)
-        .ok_or_else(|| OauthError::invalid_request("Give the refresh_token."))?;
-    let secret = present(body.client_secret);
-    let organization = present(body.organization_id);
-    let env = state
-        .db(move |conn| {
-            let env = environment_by_client_id(conn, &client_id)?;
-            let key_env = match &secret {
-                Some(secret) => Some(api_keys::authenticate(conn, secret)?.map(|(_, e)| e.id)),
-                None => None,
-            };
-            Ok((env, key_env))
+    let token = optional(body.refresh_token)
+        .ok_or_else(|| Error::invalid("refresh_token", "Give the refresh_token."))?;
+    let secret = optional(body.client_secret);
+    let env_id = state
+        .read(move |conn| {
+            let env = environments::by_client_id(conn, &client_id)?.ok_or_else(|| {
+                Error::Refused(Refusal::InvalidClient {
+                    message: "No environment has this client_id. The Environments page shows each one's.".into(),
+                })
+            })?;
+            if let Some(secret) = secret {
+                let key_env = api_keys::authenticate(conn, &secret)?.map(|(_, e)| e.id);
+                if key_env.as_ref() != Some(&env.id) {
+                    return Err(Error::Refused(Refusal::InvalidClient {
+                        message: "The client_secret is not a live secret key of this client_id's environment.".into(),
+                    }));
+                }
+            }
+            Ok(env.id)
         })
         .await?;
-    let env = match env {
-        (None, _) => {
-            return Err(OauthError::invalid_client(
-                "No environment has this client_id. The Environments page shows each one's.",
-            ))
-        }
-        (Some(env), Some(key_env)) if key_env.as_deref() != Some(env.id.as_str()) => {
-            return Err(OauthError::invalid_client(
-                "The client_secret is not a live secret key of this client_id's environment.",
-            ))
-        }
-        (Some(env), _) => env,
-    };
-    let (issued, env, signer) = rotate(&state, token, organization, Some(env.id)).await??;
-    let (access_token, _) = mint(&state, &env, &issued, &signer)
-        .map_err(|e| OauthError::new(e.status, "server_error", e.message))?;
+    let refreshed = rotate(&state, token, optional(body.organization_id), Some(env_id)).await?;
+    let minted = crate::tokens::mint(
+        &state.model(),
+        &state.config.token_settings(),
+        &state.config.public_url,
+        &refreshed.environment,
+        &refreshed.issued.session,
+        &refreshed.signer,
+    )?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "user": user_json(&issued.user),
-            "organization_id": issued.session.organization_id,
-            "access_token": access_token,
-            "refresh_token": issued.refresh_token,
-        })))
+        .json(AuthenticateResponse {
+            user: WorkosUser::from(&refreshed.issued.user),
+            organization_id: refreshed.issued.session.organization_id,
+            access_token: minted.access_token,
+            refresh_token: refreshed.issued.refresh_token,
+        }))
 }
 
 #[derive(Deserialize)]
@@ -331,193 +174,121 @@ struct RevokeBody {
 /// until they expire.
 async fn revoke_session(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
-    body: web::Json<RevokeBody>,
+    auth: ApiAuth,
+    body: Json<RevokeBody>,
 ) -> Result<HttpResponse> {
-    let Some(session_id) = present(body.into_inner().session_id) else {
-        return Err(ApiError::invalid("session_id", "Give the session_id to revoke.").into());
-    };
-    let env_id = auth.0.environment.id;
-    let outcome = state
-        .db(move |conn| {
-            match crate::sessions::revoke(
-                conn,
-                &env_id,
-                crate::sessions::RevokeTarget::SessionId(&session_id),
-            ) {
-                Err(SessionError::Other(e)) => Err(e),
-                other => Ok(other),
-            }
+    let session_id = optional(body.into_inner().session_id)
+        .ok_or_else(|| Error::invalid("session_id", "Give the session_id to revoke."))?;
+    let env_id = auth.environment.id;
+    state
+        .write(move |conn| {
+            token_sessions::revoke(conn, &env_id, RevokeTarget::SessionId(&session_id))
         })
         .await?;
-    outcome?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn environment_by_client_id(
-    conn: &mut DbConn,
-    client_id: &str,
-) -> QueryResult<Option<Environment>> {
-    environments_table::table
-        .filter(environments_table::client_id.eq(client_id))
-        .select(Environment::as_select())
-        .first(conn)
-        .optional()
 }
 
 /// The public keys of one environment, where the SDK looks for them.
 async fn jwks(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
     let client_id = path.into_inner();
-    let lookup = client_id.clone();
     let env = state
-        .db(move |conn| Ok(environment_by_client_id(conn, &lookup)?))
+        .read(move |conn| environments::by_client_id(conn, &client_id))
         .await?
-        .ok_or_else(|| not_found("environment", &client_id))?;
-    Ok(key_set(&state, Some(env.id)).await?)
+        .ok_or(Error::NotFound(Entity::Environment))?;
+    key_set(&state, Some(env.id)).await
 }
 
 // ---------------------------------------------------------------------------
 // Feature flags, as WorkOS's `feature_flag` objects in the key's environment.
 // Archived flags do not exist here: WorkOS has no archive.
 
-/// Loads a live (not archived) flag by slug.
-fn live_flag(conn: &mut DbConn, slug: &str) -> std::result::Result<Option<Flag>, AppError> {
-    match flags::by_slug(conn, slug) {
-        Ok(flag) if !flag.archived => Ok(Some(flag)),
-        Ok(_) | Err(diesel::result::Error::NotFound) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn flag_not_found(slug: &str) -> WorkosError {
-    WorkosError(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "entity_not_found",
-        format!("No feature flag has the slug {slug:?}."),
-    ))
-}
-
-/// The objects of `flags` in one environment.
-fn flag_objects(
-    conn: &mut DbConn,
-    flags_page: &[Flag],
-    env_id: &str,
-) -> std::result::Result<Vec<Value>, AppError> {
-    let ids: Vec<&str> = flags_page.iter().map(|f| f.id.as_str()).collect();
-    let tags = flags::tags_by_flag(conn, &ids)?;
-    let rules = flags::rules_in(conn, env_id, &ids)?;
-    Ok(flags_page
-        .iter()
-        .filter_map(|f| {
-            let rule = rules.get(&f.id)?;
-            let tags = tags.get(&f.id).map_or(&[][..], Vec::as_slice);
-            Some(feature_flag_json(f, tags, rule))
-        })
-        .collect())
-}
-
-/// A page of live flags, optionally only those whose slug is in `only`, as
-/// WorkOS's list: `limit` (default 10), `before`, `after`, `order` (default
-/// `desc`).
+/// A page of live flags in the key's environment, optionally only those
+/// whose slug is in `only`, as WorkOS's list.
 async fn flag_list(
     state: &web::Data<AppState>,
     env: &Environment,
     query: ListQuery,
     only: Option<Vec<String>>,
 ) -> Result<HttpResponse> {
-    let cursor = query.cursor()?;
+    let cursor: Cursor = query.cursor()?;
     let env_id = env.id.clone();
-    let (page, objects): (Page<Flag>, Vec<Value>) = state
-        .db(move |conn| {
-            let mut matching = flags::matching("", None, false);
-            if let Some(slugs) = only {
-                matching = matching.filter(flags_table::slug.eq_any(slugs));
-            }
-            let page = paginate!(
-                matching,
-                flags_table::id,
-                &cursor,
-                conn,
-                Flag,
-                |f: &Flag| f.id.clone()
-            );
-            let objects = flag_objects(conn, &page.data, &env_id)?;
-            Ok((page, objects))
+    let list: List<FeatureFlag> = state
+        .read(move |conn| {
+            let filter = FlagFilter {
+                slugs: only,
+                ..Default::default()
+            };
+            let page = flags::list(conn, &filter, &cursor)?;
+            let objects: Vec<FeatureFlag> = flags::with_rules_in(conn, &env_id, page.data.clone())?
+                .into_iter()
+                .map(|(flag, rule)| flag.workos_object(&rule))
+                .collect();
+            Ok(List::from(crate::paging::Page {
+                data: objects,
+                before: page.before,
+                after: page.after,
+            }))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "object": "list",
-        "data": objects,
-        "list_metadata": {"before": page.before, "after": page.after},
-    })))
+    Ok(HttpResponse::Ok().json(list))
 }
 
 async fn list_flags(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
-    flag_list(&state, &auth.0.environment, query.into_inner(), None).await
+    flag_list(&state, &auth.environment, query.into_inner(), None).await
 }
 
-/// One flag and its state in the key's environment.
-async fn flag_response(
+/// One live flag as WorkOS's object in `env`.
+async fn flag_object(
     state: &web::Data<AppState>,
     env: &Environment,
     slug: String,
 ) -> Result<HttpResponse> {
     let env_id = env.id.clone();
-    let lookup = slug.clone();
     let object = state
-        .db(move |conn| {
-            let Some(flag) = live_flag(conn, &lookup)? else {
-                return Ok(None);
-            };
-            Ok(flag_objects(conn, std::slice::from_ref(&flag), &env_id)?
-                .into_iter()
-                .next())
+        .read(move |conn| {
+            let flag = flags::live_by_slug(conn, &slug)?;
+            let flag = flags::with_tags(conn, flag)?;
+            let rule = rules::rule(conn, &flag.flag.id, &env_id)?;
+            Ok(flag.workos_object(&rule))
         })
-        .await?
-        .ok_or_else(|| flag_not_found(&slug))?;
+        .await?;
     Ok(HttpResponse::Ok().json(object))
 }
 
 async fn get_flag(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    flag_response(&state, &auth.0.environment, path.into_inner()).await
+    flag_object(&state, &auth.environment, path.into_inner()).await
 }
 
 async fn set_enabled(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     slug: String,
     enabled: bool,
 ) -> Result<HttpResponse> {
-    let actor = auth.0.actor();
-    let env = auth.0.environment;
+    let actor = auth.actor();
+    let env = auth.environment;
     let (e, s) = (env.clone(), slug.clone());
-    let found = state
-        .db(move |conn| {
-            let Some(flag) = live_flag(conn, &s)? else {
-                return Ok(false);
-            };
-            flags::set_enabled(conn, &actor, &flag, &e, enabled, None)?;
-            Ok(true)
+    state
+        .write(move |conn| {
+            let flag = flags::live_by_slug(conn, &s)?;
+            rules::set_enabled(conn, &actor, &flag, &e, enabled, None)
         })
         .await?;
-    if !found {
-        return Err(flag_not_found(&slug));
-    }
-    flag_response(&state, &env, slug).await
+    flag_object(&state, &env, slug).await
 }
 
 /// Turns a flag on in the key's environment.
 async fn enable(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     set_enabled(state, auth, path.into_inner(), true).await
@@ -526,7 +297,7 @@ async fn enable(
 /// Turns a flag off in the key's environment, keeping its rule.
 async fn disable(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     set_enabled(state, auth, path.into_inner(), false).await
@@ -538,77 +309,46 @@ async fn disable(
 /// one changes nothing. Both answer 204.
 async fn change_target(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     path: web::Path<(String, String)>,
     add: bool,
 ) -> Result<HttpResponse> {
     let (slug, resource_id) = path.into_inner();
     let Some(kind) = TargetKind::of_id(&resource_id) else {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "resource_id",
             "A target is a user (user_…) or an organization (org_…) id.",
-        )
-        .into());
+        ));
     };
-    let actor = auth.0.actor();
-    let env = auth.0.environment;
-    let outcome = state
-        .db(move |conn| {
-            let Some(flag) = live_flag(conn, &slug)? else {
-                return Ok(Err(flag_not_found(&slug)));
-            };
-            let exists = match kind {
-                TargetKind::User => directory::get_user(conn, &resource_id)
-                    .optional()?
-                    .is_some(),
-                TargetKind::Organization => {
-                    directory::get_org(conn, &resource_id).optional()?.is_some()
-                }
-            };
-            if !exists {
-                return Ok(Err(not_found(kind.as_str(), &resource_id)));
-            }
-            let current = flags::rule(conn, &flag.id, &env.id)?;
-            let is_target = targets::table
-                .find((&flag.id, &env.id, &resource_id))
-                .count()
-                .get_result::<i64>(conn)?
-                > 0;
-            let mode = match mode_of(&current) {
-                Mode::None if add => Mode::Some,
-                mode => mode,
-            };
-            if is_target == add && mode == mode_of(&current) {
-                return Ok(Ok(()));
-            }
-            let target = vec![resource_id];
-            let (add, remove) = if add {
-                (target, Vec::new())
+    let actor = auth.actor();
+    let env = auth.environment;
+    state
+        .write(move |conn| {
+            let flag = flags::live_by_slug(conn, &slug)?;
+            if add {
+                let target = TargetRef {
+                    kind: Some(kind),
+                    id: resource_id,
+                    field: "resource_id".into(),
+                };
+                rules::add_target(conn, &actor, &flag, &env, &target, true, None)
             } else {
-                (Vec::new(), target)
-            };
-            flags::save_rule(
-                conn,
-                &actor,
-                &flag,
-                &env,
-                &RuleChange {
-                    mode,
-                    add,
-                    remove,
-                    expected_version: current.version,
-                },
-            )?;
-            Ok(Ok(()))
+                if directory::resolve_subject(conn, kind, &resource_id)?.is_none() {
+                    return Err(Error::NotFound(match kind {
+                        TargetKind::User => Entity::User,
+                        TargetKind::Organization => Entity::Organization,
+                    }));
+                }
+                rules::remove_target(conn, &actor, &flag, &env, &resource_id, true, None)
+            }
         })
         .await?;
-    outcome?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn add_target(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     change_target(state, auth, path, true).await
@@ -616,7 +356,7 @@ async fn add_target(
 
 async fn remove_target(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     change_target(state, auth, path, false).await
@@ -626,18 +366,18 @@ async fn remove_target(
 /// or on for all), as a list.
 async fn organization_flags(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     path: web::Path<String>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
     let key = path.into_inner();
-    let lookup = key.clone();
     let org = state
-        .db(move |conn| Ok(directory::find_org(conn, &lookup)?))
-        .await?
-        .ok_or_else(|| not_found("organization", &key))?;
-    let env = auth.0.environment;
-    let on = state.index().evaluate(&env.id, None, Some(&org.id));
+        .read(move |conn| organizations::named(conn, &key))
+        .await?;
+    let env = auth.environment;
+    let on = state
+        .model()
+        .evaluate(&env.id, &Context::new(None, Some(org.id)));
     flag_list(&state, &env, query.into_inner(), Some(on)).await
 }
 
@@ -652,51 +392,64 @@ struct UserFlagsQuery {
 /// `organization_id`, for the user in that organization, as a list.
 async fn user_flags(
     state: web::Data<AppState>,
-    auth: WorkosAuth,
+    auth: ApiAuth,
     path: web::Path<String>,
     query: web::Query<UserFlagsQuery>,
 ) -> Result<HttpResponse> {
     let key = path.into_inner();
     let query = query.into_inner();
-    let org_key = present(query.organization_id);
-    let lookup = key.clone();
-    let resolved = state
-        .db(move |conn| {
-            let Some(user) = directory::find_user_by_id_or_external(conn, &lookup)? else {
-                return Ok(Err(SessionError::UserNotFound));
-            };
-            let org = match org_key {
-                None => None,
-                Some(org_key) => {
-                    let Some(org) = directory::find_org(conn, &org_key)? else {
-                        return Ok(Err(SessionError::OrganizationNotFound));
-                    };
-                    if directory::membership(conn, &org.id, &user.id)?.is_none() {
-                        return Ok(Err(SessionError::NotAMember));
-                    }
-                    Some(org.id)
-                }
-            };
-            Ok(Ok((user.id, org)))
-        })
+    let org_key = optional(query.organization_id);
+    let (user, org) = state
+        .read(move |conn| directory::resolve_member(conn, &key, org_key.as_deref()))
         .await?;
-    let (user, org) = resolved?;
-    let env = auth.0.environment;
-    let on = state.index().evaluate(&env.id, Some(&user), org.as_deref());
+    let env = auth.environment;
+    let on = state
+        .model()
+        .evaluate(&env.id, &Context::new(Some(user.id), org.map(|o| o.id)));
     flag_list(&state, &env, query.page, Some(on)).await
 }
 
 // ---------------------------------------------------------------------------
 // The rule set the SDK's runtime client polls to evaluate locally.
 
-/// The key's environment's rule set (`crate::workos::runtime_rule_set`),
-/// built once per revision and shared by every poll until something changes.
-async fn runtime_rules(state: web::Data<AppState>, auth: WorkosAuth) -> Result<HttpResponse> {
-    let env_id = auth.0.environment.id;
-    let st = state.clone();
-    let body = state
-        .db(move |conn| st.rule_sets.get(conn, &env_id))
-        .await?;
+/// The runtime rule sets as sent, one per environment, built once per
+/// model revision from the model: every client of an environment polls the
+/// same bytes until something changes.
+#[derive(Default)]
+pub struct RuleSets {
+    built: Mutex<HashMap<EnvironmentId, (i64, Bytes)>>,
+}
+
+impl RuleSets {
+    fn get(&self, state: &AppState, env_id: &EnvironmentId) -> Result<Bytes> {
+        let (revision, model) = state.model.current();
+        if let Some((built_at, body)) = self
+            .built
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(env_id)
+        {
+            if *built_at == revision {
+                return Ok(body.clone());
+            }
+        }
+        let body = match model.environment(env_id) {
+            Some(env) => serde_json::to_vec(&runtime_rule_set(env)),
+            None => serde_json::to_vec(&serde_json::json!({})),
+        }
+        .map_err(Error::internal)?;
+        let body = Bytes::from(body);
+        self.built
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(env_id.clone(), (revision, body.clone()));
+        Ok(body)
+    }
+}
+
+/// The key's environment's rule set (`crate::workos::runtime_rule_set`).
+async fn runtime_rules(state: web::Data<AppState>, auth: ApiAuth) -> Result<HttpResponse> {
+    let body = state.rule_sets.get(&state, &auth.environment.id)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))

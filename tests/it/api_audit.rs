@@ -6,16 +6,10 @@ use crate::common::{Api, TestApp};
 use chrono::{SecondsFormat, Utc};
 use diesel::prelude::*;
 use flagpole::db::schema::audit_events;
-use flagpole::directory::{self, OrganizationInput};
-use flagpole::{api_keys, environments};
 use serde_json::{json, Value};
 
 fn key(app: &TestApp, env: &str, name: &str) -> String {
-    let mut conn = app.conn();
-    let env = environments::by_slug(&mut conn, env).unwrap();
-    api_keys::create(&mut conn, "test", &env.id, name)
-        .unwrap()
-        .1
+    crate::support::api_key(app, env, name)
 }
 
 /// Lets the clock move on, so that events on either side are ordered.
@@ -225,10 +219,10 @@ async fn audit_events_are_filtered(app: TestApp) {
     enable(&staging, "beta", "staging").await;
     {
         let mut conn = app.conn();
-        directory::create_org(
+        flagpole::directory::organizations::create(
             &mut conn,
-            "owner@example.com",
-            &OrganizationInput {
+            &flagpole::audit::Actor::system("owner@example.com"),
+            &flagpole::directory::organizations::NewOrganization {
                 name: "Initech".into(),
                 external_id: String::new(),
             },

@@ -5,15 +5,10 @@ use std::collections::HashSet;
 use crate::common::{Api, TestApp};
 use diesel::prelude::*;
 use flagpole::db::schema::audit_events;
-use flagpole::{api_keys, environments};
 use serde_json::{json, Value};
 
 fn key(app: &TestApp, env: &str) -> String {
-    let mut conn = app.conn();
-    let env = environments::by_slug(&mut conn, env).unwrap();
-    api_keys::create(&mut conn, "test", &env.id, "automation")
-        .unwrap()
-        .1
+    crate::support::api_key(app, env, "automation")
 }
 
 /// The actors of the audit events with `action`, oldest first.

@@ -5,16 +5,10 @@ use std::collections::HashSet;
 use crate::common::{Api, TestApp};
 use diesel::prelude::*;
 use flagpole::db::schema::{audit_events, flags as flags_table};
-use flagpole::directory::{self, OrganizationInput, UserInput};
-use flagpole::{api_keys, environments};
 use serde_json::{json, Value};
 
 fn key(app: &TestApp, env: &str) -> String {
-    let mut conn = app.conn();
-    let env = environments::by_slug(&mut conn, env).unwrap();
-    api_keys::create(&mut conn, "test", &env.id, "automation")
-        .unwrap()
-        .1
+    crate::support::api_key(app, env, "automation")
 }
 
 async fn create(api: &Api, slug: &str) -> crate::common::Json {
@@ -208,19 +202,19 @@ async fn rules_are_read_and_changed_with_etags(app: TestApp) {
     let api = app.api(Some(&key(&app, "production")));
     create(&api, "beta").await;
     let mut conn = app.conn();
-    let acme = directory::create_org(
+    let acme = flagpole::directory::organizations::create(
         &mut conn,
-        "test",
-        &OrganizationInput {
+        &crate::support::actor(),
+        &flagpole::directory::organizations::NewOrganization {
             name: "Acme".into(),
             external_id: "acme".into(),
         },
     )
     .unwrap();
-    let ada = directory::create_user(
+    let ada = flagpole::directory::users::create(
         &mut conn,
-        "test",
-        &UserInput {
+        &crate::support::actor(),
+        &flagpole::directory::users::NewUser {
             email: "ada@example.com".into(),
             first_name: "Ada".into(),
             last_name: String::new(),

@@ -5,7 +5,6 @@ use std::process::{Command, Stdio};
 
 use crate::common::TestApp;
 use flagpole::admins::Role;
-use flagpole::directory::{self, UserInput};
 use serde_json::json;
 
 fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
@@ -25,10 +24,10 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
 }
 
 fn a_user(app: &TestApp) -> String {
-    directory::create_user(
+    flagpole::directory::users::create(
         &mut app.conn(),
-        "test",
-        &UserInput {
+        &crate::support::actor(),
+        &flagpole::directory::users::NewUser {
             email: "ada@example.com".into(),
             first_name: String::new(),
             last_name: String::new(),
@@ -37,6 +36,7 @@ fn a_user(app: &TestApp) -> String {
     )
     .unwrap()
     .id
+    .to_string()
 }
 
 async fn a_key_created_in_the_dashboard_is_shown_once_and_works_until_revoked(app: TestApp) {

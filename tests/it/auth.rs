@@ -6,7 +6,7 @@ use crate::support::*;
 use diesel::prelude::*;
 use flagpole::admins::Role;
 use flagpole::db::schema::admins;
-use flagpole::flags::Mode;
+use flagpole::evaluation::Mode;
 
 fn setup_path(app: &TestApp) -> String {
     let url = app

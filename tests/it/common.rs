@@ -198,9 +198,14 @@ impl TestApp {
         }
     }
 
-    /// A pooled connection for checking what the database holds.
-    pub fn conn(&self) -> flagpole::db::PooledConn {
-        self.state.pool.get().expect("a database connection")
+    /// A pooled connection, to check what the database holds or to make
+    /// objects through the services. When it is dropped, this instance's
+    /// model catches up with what was written, as after a request.
+    pub fn conn(&self) -> Conn {
+        Conn {
+            conn: Some(self.state.pool.get().expect("a database connection")),
+            state: self.state.clone(),
+        }
     }
 
     /// A browser-like client with its own cookies, not signed in.
@@ -218,8 +223,14 @@ impl TestApp {
     /// Creates an admin with `role` in the database and signs them in.
     pub async fn signed_in(&self, email: &str, role: Role) -> Client {
         let mut conn = self.conn();
-        admins::create(&mut conn, "test", email, "correct horse battery", role)
-            .expect("admin created");
+        admins::create(
+            &mut conn,
+            &crate::support::actor(),
+            email,
+            "correct horse battery",
+            role,
+        )
+        .expect("admin created");
         drop(conn);
         let client = self.client();
         let page = client.login(email, "correct horse battery").await;
@@ -230,6 +241,38 @@ impl TestApp {
     /// An owner, signed in.
     pub async fn owner(&self) -> Client {
         self.signed_in("owner@example.com", Role::Owner).await
+    }
+}
+
+/// A pooled connection that brings the model up to date when dropped.
+pub struct Conn {
+    conn: Option<flagpole::db::PooledConn>,
+    state: Data<AppState>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = flagpole::db::DbConn;
+    fn deref(&self) -> &Self::Target {
+        self.conn.as_ref().expect("a connection")
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn.as_mut().expect("a connection")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            if !std::thread::panicking() {
+                self.state
+                    .model
+                    .sync(&mut conn)
+                    .expect("the model catches up");
+            }
+        }
     }
 }
 

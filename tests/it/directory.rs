@@ -4,8 +4,9 @@ use crate::common::TestApp;
 use crate::support::*;
 use diesel::prelude::*;
 use flagpole::db::schema::{memberships, organizations, users};
-use flagpole::flags::Mode;
-use flagpole::models::{Organization, User};
+use flagpole::directory::Organization;
+use flagpole::directory::User;
+use flagpole::evaluation::Mode;
 
 fn org_by_name(app: &TestApp, name: &str) -> Organization {
     let mut conn = app.conn();
@@ -407,7 +408,7 @@ async fn deleting_an_organization_removes_its_memberships_and_flag_targets(app: 
     assert!(members(&app, &acme.id).is_empty());
     assert_eq!(members(&app, &globex.id), vec![ada.id.clone()]);
     assert!(user_by_email(&app, "ada@example.com").is_some());
-    let mut left = vec![globex.id.clone(), ada.id.clone()];
+    let mut left = vec![globex.id.to_string(), ada.id.to_string()];
     left.sort();
     assert_eq!(targets(&app, "checkout", "staging"), left);
     assert!(targets(&app, "checkout", "production").is_empty());
@@ -451,7 +452,7 @@ async fn deleting_a_user_removes_their_memberships_and_flag_targets(app: TestApp
     assert_eq!(page.location.as_deref(), Some("/users"));
     assert!(user_by_email(&app, "ada@example.com").is_none());
     assert_eq!(members(&app, &acme.id), vec![grace.id.clone()]);
-    let mut left = vec![acme.id.clone(), grace.id.clone()];
+    let mut left = vec![acme.id.to_string(), grace.id.to_string()];
     left.sort();
     assert_eq!(targets(&app, "checkout", "staging"), left);
     assert_eq!(client.get(&format!("/users/{}", ada.id)).await.status, 404);
@@ -474,7 +475,11 @@ async fn members_are_added_by_email_id_or_external_id(app: TestApp) {
             "{key}"
         );
     }
-    let mut all = vec![ada.id.clone(), grace.id.clone(), linus.id.clone()];
+    let mut all = vec![
+        ada.id.to_string(),
+        grace.id.to_string(),
+        linus.id.to_string(),
+    ];
     all.sort();
     assert_eq!(members(&app, &acme.id), all);
 

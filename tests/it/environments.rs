@@ -5,7 +5,7 @@ use crate::common::TestApp;
 use crate::support::*;
 use diesel::prelude::*;
 use flagpole::db::schema::rules;
-use flagpole::flags::Mode;
+use flagpole::evaluation::Mode;
 
 fn rules_in(app: &TestApp, env_slug: &str) -> Vec<(String, String, bool, i32)> {
     let env_id = env(app, env_slug).id;
@@ -78,8 +78,8 @@ async fn adding_an_environment_gives_every_flag_a_none_rule_there(app: TestApp) 
     assert_eq!(env_order(&app), vec!["staging", "production", "qa"]);
 
     let mut expected = vec![
-        (a.id.clone(), "none".to_string(), false, 1),
-        (b.id.clone(), "none".to_string(), false, 1),
+        (a.id.to_string(), "none".to_string(), false, 1),
+        (b.id.to_string(), "none".to_string(), false, 1),
     ];
     expected.sort();
     assert_eq!(rules_in(&app, "qa"), expected);

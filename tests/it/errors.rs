@@ -2,7 +2,7 @@
 
 use crate::common::{Client, TestApp};
 use crate::support::*;
-use flagpole::flags::Mode;
+use flagpole::evaluation::Mode;
 
 /// GET `path` and return (status, content type, body).
 async fn raw_get(client: &Client, path: &str) -> (u16, String, String) {

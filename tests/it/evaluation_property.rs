@@ -8,9 +8,9 @@ use diesel::dsl::exists;
 use diesel::prelude::*;
 use flagpole::db::schema::{flags as flags_table, rules, targets};
 use flagpole::db::DbConn;
-use flagpole::directory::{self, OrganizationInput, UserInput};
 use flagpole::environments::{self, EnvironmentInput};
-use flagpole::flags::{self, FlagInput, Mode, RuleChange};
+use flagpole::evaluation::Mode;
+use flagpole::flags;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -51,12 +51,12 @@ async fn the_index_agrees_with_sql_on_random_rules(app: TestApp) {
         .map(|i| {
             flags::create(
                 &mut conn,
-                "test",
-                &FlagInput {
+                &crate::support::actor(),
+                &flagpole::flags::NewFlag {
                     name: format!("Flag {i}"),
                     slug: format!("flag-{i}"),
                     description: String::new(),
-                    tags: String::new(),
+                    tags: Vec::new(),
                 },
             )
             .unwrap()
@@ -64,10 +64,10 @@ async fn the_index_agrees_with_sql_on_random_rules(app: TestApp) {
         .collect();
     let users: Vec<String> = (0..USERS)
         .map(|i| {
-            directory::create_user(
+            flagpole::directory::users::create(
                 &mut conn,
-                "test",
-                &UserInput {
+                &crate::support::actor(),
+                &flagpole::directory::users::NewUser {
                     email: format!("u{i}@example.com"),
                     first_name: String::new(),
                     last_name: String::new(),
@@ -76,20 +76,22 @@ async fn the_index_agrees_with_sql_on_random_rules(app: TestApp) {
             )
             .unwrap()
             .id
+            .to_string()
         })
         .collect();
     let orgs: Vec<String> = (0..ORGS)
         .map(|i| {
-            directory::create_org(
+            flagpole::directory::organizations::create(
                 &mut conn,
-                "test",
-                &OrganizationInput {
+                &crate::support::actor(),
+                &flagpole::directory::organizations::NewOrganization {
                     name: format!("Org {i}"),
                     external_id: String::new(),
                 },
             )
             .unwrap()
             .id
+            .to_string()
         })
         .collect();
     drop(conn);
@@ -111,7 +113,7 @@ async fn the_index_agrees_with_sql_on_random_rules(app: TestApp) {
             // A fresh environment per case keeps cases independent.
             let env = environments::create(
                 &mut conn,
-                "test",
+                &crate::support::actor(),
                 &EnvironmentInput {
                     name: format!("Case {}", case.get()),
                     slug: format!("case-{}", case.get()),
@@ -135,29 +137,44 @@ async fn the_index_agrees_with_sql_on_random_rules(app: TestApp) {
                         .map(|i| orgs[i].clone()),
                 );
                 let mode = [Mode::None, Mode::Some, Mode::All][*mode as usize];
-                let rule = flags::save_rule(
+                let rule = flagpole::flags::rules::save_rule(
                     &mut conn,
-                    "test",
+                    &crate::support::actor(),
                     flag,
                     &env,
-                    &RuleChange {
-                        mode,
-                        add,
-                        remove: Vec::new(),
-                        expected_version: 1,
+                    &flagpole::flags::rules::RuleChange {
+                        mode: Some(mode),
+                        targets: flagpole::flags::rules::TargetChange::Edit {
+                            add: add,
+                            remove: Vec::new(),
+                        },
+                        expected_version: Some(1),
+                        ..Default::default()
                     },
                 )
                 .unwrap();
-                flags::set_enabled(&mut conn, "test", flag, &env, *enabled, Some(rule.version))
+                flagpole::flags::rules::set_enabled(
+                    &mut conn,
+                    &crate::support::actor(),
+                    flag,
+                    &env,
+                    *enabled,
+                    Some(rule.version),
+                )
+                .unwrap();
+                flags::set_archived(&mut conn, &crate::support::actor(), &flag.id, *archived)
                     .unwrap();
-                flags::set_archived(&mut conn, "test", &flag.id, *archived).unwrap();
             }
-            app.state.live_index.sync(&mut conn).unwrap();
-            let index = app.state.index();
+            app.state.model.sync(&mut conn).unwrap();
+            let model = app.state.model();
             for user in &users {
                 for org in orgs.iter().map(Some).chain([None]) {
                     let expected = sql_evaluate(&mut conn, &env.id, user, org.map(String::as_str));
-                    let got = index.evaluate(&env.id, Some(user), org.map(String::as_str));
+                    let context = flagpole::evaluation::Context::new(
+                        flagpole::ids::UserId::parse(user),
+                        org.and_then(|o| flagpole::ids::OrgId::parse(o)),
+                    );
+                    let got = model.evaluate(&env.id, &context);
                     prop_assert_eq!(&got, &expected, "user {} org {:?}", user, org);
                 }
             }

@@ -10,8 +10,8 @@ use std::net::TcpListener;
 use crate::common::TestApp;
 use actix_web::{App, HttpServer};
 use base64::Engine;
-use flagpole::flags::{self, FlagInput};
-use flagpole::{api_keys, directory, environments};
+use flagpole::directory;
+use flagpole::flags;
 use serde_json::{json, Value};
 
 const COOKIE_PASSWORD: &str = "an example cookie password of more than 32 characters";
@@ -139,16 +139,22 @@ fn version_in(html: &str) -> String {
 async fn turning_the_flag_on_in_the_dashboard_changes_the_apps_answer(app: TestApp) {
     let (production, key) = {
         let mut conn = app.conn();
-        let production = environments::by_slug(&mut conn, "production").unwrap();
-        let (_, key) = api_keys::create(&mut conn, "test", &production.id, "example").unwrap();
+        let production = flagpole::environments::by_slug(&mut conn, "production").unwrap();
+        let (_, key) = flagpole::environments::api_keys::create(
+            &mut conn,
+            &crate::support::actor(),
+            &production.id,
+            "example",
+        )
+        .unwrap();
         flags::create(
             &mut conn,
-            "test",
-            &FlagInput {
+            &crate::support::actor(),
+            &flagpole::flags::NewFlag {
                 name: "New reports".into(),
                 slug: example::NEW_REPORTS_FLAG.into(),
                 description: "The redesigned reports page.".into(),
-                tags: String::new(),
+                tags: Vec::new(),
             },
         )
         .unwrap();
@@ -237,7 +243,7 @@ async fn turning_the_flag_on_in_the_dashboard_changes_the_apps_answer(app: TestA
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
     let flag = flags::by_slug(&mut app.conn(), example::NEW_REPORTS_FLAG).unwrap();
-    let rule = flags::rule(&mut app.conn(), &flag.id, &production.id).unwrap();
+    let rule = flagpole::flags::rules::rule(&mut app.conn(), &flag.id, &production.id).unwrap();
     let toggled = owner
         .post(
             "/flags/new-reports/environments/production/toggle",
@@ -250,7 +256,7 @@ async fn turning_the_flag_on_in_the_dashboard_changes_the_apps_answer(app: TestA
         .await;
     assert_eq!(toggled.status, 303, "{}", toggled.body);
     assert!(
-        flags::rule(&mut app.conn(), &flag.id, &production.id)
+        flagpole::flags::rules::rule(&mut app.conn(), &flag.id, &production.id)
             .unwrap()
             .enabled
     );
@@ -361,10 +367,15 @@ async fn turning_the_flag_on_in_the_dashboard_changes_the_apps_answer(app: TestA
 async fn sign_in_takes_json_sets_a_secure_cookie_off_localhost_and_signs_out(app: TestApp) {
     let key = {
         let mut conn = app.conn();
-        let production = environments::by_slug(&mut conn, "production").unwrap();
-        api_keys::create(&mut conn, "test", &production.id, "example")
-            .unwrap()
-            .1
+        let production = flagpole::environments::by_slug(&mut conn, "production").unwrap();
+        flagpole::environments::api_keys::create(
+            &mut conn,
+            &crate::support::actor(),
+            &production.id,
+            "example",
+        )
+        .unwrap()
+        .1
     };
     let base = start_example(&app.base, &key);
     let client = browser();

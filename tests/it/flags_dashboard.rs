@@ -4,7 +4,7 @@ use crate::common::TestApp;
 use crate::support::*;
 use diesel::prelude::*;
 use flagpole::db::schema::rules;
-use flagpole::flags::Mode;
+use flagpole::evaluation::Mode;
 
 async fn creating_a_flag_gives_it_a_none_rule_in_every_environment(app: TestApp) {
     let client = app.owner().await;

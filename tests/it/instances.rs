@@ -4,20 +4,24 @@
 use std::time::{Duration, Instant};
 
 use crate::common::TestApp;
-use flagpole::directory::{self, UserInput};
-use flagpole::flags::{self, FlagInput};
-use flagpole::{api_keys, environments};
+use flagpole::flags;
 use serde_json::json;
 
 async fn a_change_through_one_instance_reaches_another_within_seconds(app: TestApp) {
     let other = app.second_instance().await;
     let mut conn = app.conn();
-    let staging = environments::by_slug(&mut conn, "staging").unwrap();
-    let (_, key) = api_keys::create(&mut conn, "test", &staging.id, "backend").unwrap();
-    let user = directory::create_user(
+    let staging = flagpole::environments::by_slug(&mut conn, "staging").unwrap();
+    let (_, key) = flagpole::environments::api_keys::create(
         &mut conn,
-        "test",
-        &UserInput {
+        &crate::support::actor(),
+        &staging.id,
+        "backend",
+    )
+    .unwrap();
+    let user = flagpole::directory::users::create(
+        &mut conn,
+        &crate::support::actor(),
+        &flagpole::directory::users::NewUser {
             email: "ada@example.com".into(),
             first_name: String::new(),
             last_name: String::new(),
@@ -27,12 +31,12 @@ async fn a_change_through_one_instance_reaches_another_within_seconds(app: TestA
     .unwrap();
     flags::create(
         &mut conn,
-        "test",
-        &FlagInput {
+        &crate::support::actor(),
+        &flagpole::flags::NewFlag {
             name: "Everyone".into(),
             slug: "everyone".into(),
             description: String::new(),
-            tags: String::new(),
+            tags: Vec::new(),
         },
     )
     .unwrap();

@@ -3,10 +3,11 @@
 //! key, and the real OpenFeature Rust SDK with its OFREP provider.
 
 use crate::common::{Backend, TestApp};
-use flagpole::directory::{self, OrganizationInput, UserInput};
-use flagpole::flags::{self, FlagInput, Mode, RuleChange};
-use flagpole::models::{Environment, Organization, User};
-use flagpole::{api_keys, environments};
+use flagpole::directory::Organization;
+use flagpole::directory::User;
+use flagpole::environments::Environment;
+use flagpole::evaluation::Mode;
+use flagpole::flags;
 use open_feature::{EvaluationContext, EvaluationErrorCode, EvaluationReason, OpenFeature};
 use open_feature_ofrep::{OfrepOptions, OfrepProvider};
 use serde_json::{json, Value};
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 struct World {
     production: Environment,
     key: String,
-    key_id: String,
+    key_id: flagpole::ids::ApiKeyId,
     staging_key: String,
     ada: User,
     bob: User,
@@ -23,10 +24,10 @@ struct World {
 }
 
 fn user(app: &TestApp, email: &str, external: &str) -> User {
-    directory::create_user(
+    flagpole::directory::users::create(
         &mut app.conn(),
-        "test",
-        &UserInput {
+        &crate::support::actor(),
+        &flagpole::directory::users::NewUser {
             email: email.into(),
             first_name: "Test".into(),
             last_name: "User".into(),
@@ -37,10 +38,10 @@ fn user(app: &TestApp, email: &str, external: &str) -> User {
 }
 
 fn org(app: &TestApp, name: &str, external: &str) -> Organization {
-    directory::create_org(
+    flagpole::directory::organizations::create(
         &mut app.conn(),
-        "test",
-        &OrganizationInput {
+        &crate::support::actor(),
+        &flagpole::directory::organizations::NewOrganization {
             name: name.into(),
             external_id: external.into(),
         },
@@ -54,31 +55,42 @@ fn rule(app: &TestApp, env: &Environment, slug: &str, mode: Mode, targets: &[&st
     let flag = flags::by_slug(&mut conn, slug).unwrap_or_else(|_| {
         flags::create(
             &mut conn,
-            "test",
-            &FlagInput {
+            &crate::support::actor(),
+            &flagpole::flags::NewFlag {
                 name: slug.into(),
                 slug: slug.into(),
                 description: String::new(),
-                tags: String::new(),
+                tags: Vec::new(),
             },
         )
         .unwrap()
     });
-    let current = flags::rule(&mut conn, &flag.id, &env.id).unwrap();
-    let saved = flags::save_rule(
+    let current = flagpole::flags::rules::rule(&mut conn, &flag.id, &env.id).unwrap();
+    let saved = flagpole::flags::rules::save_rule(
         &mut conn,
-        "test",
+        &crate::support::actor(),
         &flag,
         env,
-        &RuleChange {
-            mode,
-            add: targets.iter().map(|t| t.to_string()).collect(),
-            remove: Vec::new(),
-            expected_version: current.version,
+        &flagpole::flags::rules::RuleChange {
+            mode: Some(mode),
+            targets: flagpole::flags::rules::TargetChange::Edit {
+                add: targets.iter().map(|t| t.to_string()).collect(),
+                remove: Vec::new(),
+            },
+            expected_version: Some(current.version),
+            ..Default::default()
         },
     )
     .unwrap();
-    flags::set_enabled(&mut conn, "test", &flag, env, on, Some(saved.version)).unwrap();
+    flagpole::flags::rules::set_enabled(
+        &mut conn,
+        &crate::support::actor(),
+        &flag,
+        env,
+        on,
+        Some(saved.version),
+    )
+    .unwrap();
 }
 
 /// Production: `everyone` (All), `beta-reports` (Some: Acme), `ada-only`
@@ -87,18 +99,38 @@ fn rule(app: &TestApp, env: &Environment, slug: &str, mode: Mode, targets: &[&st
 /// here). Ada belongs to Acme and Globex; Bob to none.
 fn world(app: &TestApp) -> World {
     let mut conn = app.conn();
-    let production = environments::by_slug(&mut conn, "production").unwrap();
-    let staging = environments::by_slug(&mut conn, "staging").unwrap();
-    let (key_row, key) = api_keys::create(&mut conn, "test", &production.id, "backend").unwrap();
-    let (_, staging_key) = api_keys::create(&mut conn, "test", &staging.id, "backend").unwrap();
+    let production = flagpole::environments::by_slug(&mut conn, "production").unwrap();
+    let staging = flagpole::environments::by_slug(&mut conn, "staging").unwrap();
+    let (key_row, key) = flagpole::environments::api_keys::create(
+        &mut conn,
+        &crate::support::actor(),
+        &production.id,
+        "backend",
+    )
+    .unwrap();
+    let (_, staging_key) = flagpole::environments::api_keys::create(
+        &mut conn,
+        &crate::support::actor(),
+        &staging.id,
+        "backend",
+    )
+    .unwrap();
     drop(conn);
     let ada = user(app, "ada@acme.example", "ext-ada");
     let bob = user(app, "bob@example.com", "ext-bob");
     let acme = org(app, "Acme Inc", "ext-acme");
     let globex = org(app, "Globex", "ext-globex");
     let mut conn = app.conn();
-    directory::add_membership(&mut conn, "test", &acme.id, &ada.id).unwrap();
-    directory::add_membership(&mut conn, "test", &globex.id, &ada.id).unwrap();
+    flagpole::directory::memberships::add(&mut conn, &crate::support::actor(), &acme, &ada, "user")
+        .unwrap();
+    flagpole::directory::memberships::add(
+        &mut conn,
+        &crate::support::actor(),
+        &globex,
+        &ada,
+        "user",
+    )
+    .unwrap();
     drop(conn);
     rule(app, &production, "everyone", Mode::All, &[], true);
     rule(
@@ -116,7 +148,7 @@ fn world(app: &TestApp) -> World {
     rule(app, &staging, "staging-only", Mode::All, &[], true);
     let mut conn = app.conn();
     let retired = flags::by_slug(&mut conn, "retired").unwrap();
-    flags::set_archived(&mut conn, "test", &retired.id, true).unwrap();
+    flags::set_archived(&mut conn, &crate::support::actor(), &retired.id, true).unwrap();
     drop(conn);
     World {
         production,
@@ -464,7 +496,13 @@ async fn the_secret_key_decides_access_and_environment(app: TestApp) {
     assert_eq!(outcome(&a), (false, "DISABLED", "off"));
 
     // A revoked key is refused.
-    api_keys::revoke(&mut app.conn(), "test", &w.key_id).unwrap();
+    flagpole::environments::api_keys::revoke(
+        &mut app.conn(),
+        &crate::support::actor(),
+        &w.production.id,
+        &w.key_id,
+    )
+    .unwrap();
     let a = flag(&app, &w, "everyone", json!({"targetingKey": w.ada.id})).await;
     assert_eq!(a.status, 401);
     let a = bulk(&app, &w, json!({"targetingKey": w.ada.id}), None).await;
@@ -561,7 +599,7 @@ async fn bulk_evaluates_every_live_flag_with_an_etag(app: TestApp) {
     // Archiving removes a flag from the list; unarchiving brings it back.
     let mut conn = app.conn();
     let dormant = flags::by_slug(&mut conn, "dormant").unwrap();
-    flags::set_archived(&mut conn, "test", &dormant.id, true).unwrap();
+    flags::set_archived(&mut conn, &crate::support::actor(), &dormant.id, true).unwrap();
     drop(conn);
     let archived = bulk(&app, &w, ctx.clone(), Some(&new_etag)).await;
     assert_eq!(archived.status, 200);
@@ -625,7 +663,7 @@ async fn the_openfeature_sdk_reads_flags_through_its_ofrep_provider(app: TestApp
     let ada = EvaluationContext::default().with_targeting_key(w.ada.id.clone());
     let ada_in_acme = ada
         .clone()
-        .with_custom_field("organizationId", w.acme.id.clone());
+        .with_custom_field("organizationId", w.acme.id.to_string());
     let ada_in_globex = EvaluationContext::default()
         .with_targeting_key("ext-ada")
         .with_custom_field("organizationId", "ext-globex");
@@ -690,7 +728,7 @@ async fn the_openfeature_sdk_reads_flags_through_its_ofrep_provider(app: TestApp
     assert_eq!(err.code, EvaluationErrorCode::InvalidContext, "a 400");
     let bob_in_acme = bob
         .clone()
-        .with_custom_field("organizationId", w.acme.id.clone());
+        .with_custom_field("organizationId", w.acme.id.to_string());
     let err = client
         .get_bool_value("beta-reports", Some(&bob_in_acme), None)
         .await

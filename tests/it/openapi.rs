@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 
 use crate::common::TestApp;
-use flagpole::{api_keys, environments};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -18,11 +17,7 @@ use serde_json::{json, Value};
 const PREFIXES: [&str; 3] = ["/api/v1/", "/ofrep/v1/", "/.well-known/"];
 
 fn key(app: &TestApp, env: &str) -> String {
-    let mut conn = app.conn();
-    let env = environments::by_slug(&mut conn, env).unwrap();
-    api_keys::create(&mut conn, "test", &env.id, "openapi")
-        .unwrap()
-        .1
+    crate::support::api_key(app, env, "openapi")
 }
 
 /// An answer, whatever its content type.
@@ -494,8 +489,9 @@ fn api_routes_are_only_mounted_through_the_recorder() {
 async fn documented_and_mounted_routes_are_the_same(app: TestApp) {
     let doc = fetch_document(&app).await;
     // An answer came back, so a worker has configured every route.
-    let mounted: BTreeSet<(String, String)> =
-        flagpole::web::api::mounted_routes().into_iter().collect();
+    let mounted: BTreeSet<(String, String)> = flagpole::web::routes::mounted_routes()
+        .into_iter()
+        .collect();
     let documented: BTreeSet<(String, String)> = doc
         .operations()
         .into_iter()

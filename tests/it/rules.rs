@@ -4,7 +4,7 @@
 use crate::common::{Client, Page, TestApp};
 use crate::support::*;
 use flagpole::admins::Role;
-use flagpole::flags::Mode;
+use flagpole::evaluation::Mode;
 
 const EDITOR: &str = "/flags/checkout/environments/staging";
 const PRODUCTION_EDITOR: &str = "/flags/checkout/environments/production";
@@ -49,7 +49,7 @@ async fn saving_some_with_an_organization_and_a_user_in_staging_writes_mode_and_
     assert!(!rule.enabled, "saving a rule does not turn the flag on");
     assert_eq!(rule.version, 2);
     assert_eq!(rule.updated_by.as_deref(), Some("owner@example.com"));
-    let mut expected = vec![acme.id.clone(), ada.id.clone()];
+    let mut expected = vec![acme.id.to_string(), ada.id.to_string()];
     expected.sort();
     assert_eq!(targets(&app, "checkout", "staging"), expected);
     // Production is a separate rule and is untouched.
@@ -145,7 +145,7 @@ async fn targets_survive_switching_from_some_to_all_and_back(app: TestApp) {
     )
     .await;
     assert_eq!(page.status, 303);
-    let mut both = vec![acme.id.clone(), ada.id.clone()];
+    let mut both = vec![acme.id.to_string(), ada.id.to_string()];
     both.sort();
 
     save("all", "2").await;
@@ -333,7 +333,7 @@ async fn adding_from_the_results_is_a_draft_until_saved(app: TestApp) {
     .await;
     assert_eq!(
         hidden_values(&page.body, "add"),
-        vec![ada.id.clone(), acme.id.clone()]
+        vec![ada.id.to_string(), acme.id.to_string()]
     );
     let page = edit(
         &client,
@@ -418,16 +418,16 @@ async fn removing_a_target_takes_effect_on_save_and_can_be_undone(app: TestApp) 
     let removed = last["removed"]
         .as_str()
         .expect("the removed targets, named");
-    assert!(removed.contains(&ada.id), "{removed}");
+    assert!(removed.contains(ada.id.as_str()), "{removed}");
     assert!(removed.contains("Ada Lovelace"), "{removed}");
-    assert!(!removed.contains(&acme.id), "{removed}");
+    assert!(!removed.contains(acme.id.as_str()), "{removed}");
     assert_eq!(last["targets"], 1);
 }
 
 async fn many_targets_are_listed_twenty_per_page(app: TestApp) {
     make_flag(&app, "Checkout", "checkout", "");
     let orgs: Vec<String> = (1..=45)
-        .map(|i| make_org(&app, &format!("Org {i:02}"), "").id)
+        .map(|i| make_org(&app, &format!("Org {i:02}"), "").id.to_string())
         .collect();
     let client = app.owner().await;
     let ids: Vec<&str> = orgs.iter().map(String::as_str).collect();
@@ -532,7 +532,7 @@ async fn the_editor_lists_organizations_before_users(app: TestApp) {
     let page = client.get(EDITOR).await;
     assert_eq!(
         button_values(&page.body, "remove_target"),
-        vec![acme.id, ada.id]
+        vec![acme.id.to_string(), ada.id.to_string()]
     );
 }
 
@@ -772,7 +772,7 @@ async fn every_change_is_in_the_audit_log_with_actor_environment_before_and_afte
         assert_eq!(e.actor, "owner@example.com");
         assert_eq!(e.flag_id.as_deref(), Some(flag_id.as_str()));
         assert_eq!(e.object_label, "checkout");
-        assert!(!e.created_at.is_empty());
+        assert!(!e.created_at.as_str().is_empty());
     }
     let (before, after) = (json(&events[0].before_state), json(&events[0].after_state));
     assert_eq!(before["mode"], "none");
@@ -845,7 +845,7 @@ on_both_backends!(
 async fn concurrent_saves_from_the_same_version_let_exactly_one_through(app: TestApp) {
     make_flag(&app, "Checkout", "checkout", "");
     let orgs: Vec<String> = (0..8)
-        .map(|i| make_org(&app, &format!("Org {i}"), "").id)
+        .map(|i| make_org(&app, &format!("Org {i}"), "").id.to_string())
         .collect();
     let mut clients = Vec::new();
     for i in 0..8 {

@@ -3,10 +3,15 @@
 #![allow(dead_code)]
 
 use diesel::prelude::*;
+use flagpole::audit::{Actor, AuditEvent};
 use flagpole::db::schema::{audit_events, environments, flags, rules, targets};
-use flagpole::directory::{self, OrganizationInput, UserInput};
-use flagpole::flags::{FlagInput, Mode, RuleChange};
-use flagpole::models::{AuditEvent, Environment, Flag, Organization, Rule, User};
+use flagpole::directory::organizations::{self, NewOrganization};
+use flagpole::directory::users::{self, NewUser};
+use flagpole::directory::{Organization, User};
+use flagpole::environments::Environment;
+use flagpole::evaluation::Mode;
+use flagpole::flags::rules::{RuleChange, RuleRow, TargetChange};
+use flagpole::flags::{Flag, NewFlag};
 
 use crate::common::{Page, TestApp};
 
@@ -38,7 +43,7 @@ pub fn env_order(app: &TestApp) -> Vec<String> {
     flagpole::environments::list(&mut conn)
         .unwrap()
         .into_iter()
-        .map(|e| e.slug)
+        .map(|e| e.slug.into_string())
         .collect()
 }
 
@@ -51,12 +56,12 @@ pub fn flag(app: &TestApp, slug: &str) -> Flag {
         .unwrap_or_else(|e| panic!("flag {slug}: {e}"))
 }
 
-pub fn rule(app: &TestApp, flag_slug: &str, env_slug: &str) -> Rule {
+pub fn rule(app: &TestApp, flag_slug: &str, env_slug: &str) -> RuleRow {
     let (f, e) = (flag(app, flag_slug), env(app, env_slug));
     let mut conn = app.conn();
     rules::table
         .find((&f.id, &e.id))
-        .select(Rule::as_select())
+        .select(RuleRow::as_select())
         .first(&mut *conn)
         .unwrap_or_else(|err| panic!("rule of {flag_slug} in {env_slug}: {err}"))
 }
@@ -99,6 +104,20 @@ pub fn audit_of(app: &TestApp, action: &str) -> Vec<AuditEvent> {
         .collect()
 }
 
+/// Who the tests' own changes are made by.
+pub fn actor() -> Actor {
+    Actor::system("test")
+}
+
+/// A new secret key of the environment `env_slug`.
+pub fn api_key(app: &TestApp, env_slug: &str, name: &str) -> String {
+    let e = env(app, env_slug);
+    let mut conn = app.conn();
+    flagpole::environments::api_keys::create(&mut conn, &actor(), &e.id, name)
+        .unwrap_or_else(|err| panic!("a key of {env_slug}: {err}"))
+        .1
+}
+
 pub fn json(state: &Option<String>) -> serde_json::Value {
     serde_json::from_str(state.as_deref().expect("a recorded state")).expect("JSON state")
 }
@@ -107,12 +126,12 @@ pub fn make_flag(app: &TestApp, name: &str, slug: &str, tags: &str) -> Flag {
     let mut conn = app.conn();
     flagpole::flags::create(
         &mut conn,
-        "test",
-        &FlagInput {
+        &actor(),
+        &NewFlag {
             name: name.into(),
             slug: slug.into(),
             description: String::new(),
-            tags: tags.into(),
+            tags: tags.split(',').map(str::to_string).collect(),
         },
     )
     .unwrap_or_else(|e| panic!("flag {slug}: {e:?}"))
@@ -120,10 +139,10 @@ pub fn make_flag(app: &TestApp, name: &str, slug: &str, tags: &str) -> Flag {
 
 pub fn make_org(app: &TestApp, name: &str, external_id: &str) -> Organization {
     let mut conn = app.conn();
-    directory::create_org(
+    organizations::create(
         &mut conn,
-        "test",
-        &OrganizationInput {
+        &actor(),
+        &NewOrganization {
             name: name.into(),
             external_id: external_id.into(),
         },
@@ -133,10 +152,10 @@ pub fn make_org(app: &TestApp, name: &str, external_id: &str) -> Organization {
 
 pub fn make_user(app: &TestApp, email: &str, first: &str, last: &str, external_id: &str) -> User {
     let mut conn = app.conn();
-    directory::create_user(
+    users::create(
         &mut conn,
-        "test",
-        &UserInput {
+        &actor(),
+        &NewUser {
             email: email.into(),
             first_name: first.into(),
             last_name: last.into(),
@@ -146,21 +165,29 @@ pub fn make_user(app: &TestApp, email: &str, first: &str, last: &str, external_i
     .unwrap_or_else(|e| panic!("user {email}: {e:?}"))
 }
 
+/// Makes `user` a member of `org`.
+pub fn make_member(app: &TestApp, org: &Organization, user: &User) {
+    let mut conn = app.conn();
+    flagpole::directory::memberships::add(&mut conn, &actor(), org, user, "user")
+        .unwrap_or_else(|e| panic!("membership: {e:?}"));
+}
+
 /// Sets a rule directly, as if someone had saved it in the editor.
 pub fn set_rule(app: &TestApp, flag_slug: &str, env_slug: &str, mode: Mode, add: &[&str]) {
     let (f, e) = (flag(app, flag_slug), env(app, env_slug));
-    let version = rule(app, flag_slug, env_slug).version;
     let mut conn = app.conn();
-    flagpole::flags::save_rule(
+    flagpole::flags::rules::save_rule(
         &mut conn,
-        "test",
+        &actor(),
         &f,
         &e,
         &RuleChange {
-            mode,
-            add: add.iter().map(|s| s.to_string()).collect(),
-            remove: Vec::new(),
-            expected_version: version,
+            mode: Some(mode),
+            targets: TargetChange::Edit {
+                add: add.iter().map(|s| s.to_string()).collect(),
+                remove: Vec::new(),
+            },
+            ..Default::default()
         },
     )
     .unwrap_or_else(|err| panic!("saving the rule: {err:?}"));
@@ -169,7 +196,7 @@ pub fn set_rule(app: &TestApp, flag_slug: &str, env_slug: &str, mode: Mode, add:
 pub fn set_enabled(app: &TestApp, flag_slug: &str, env_slug: &str, enabled: bool) {
     let (f, e) = (flag(app, flag_slug), env(app, env_slug));
     let mut conn = app.conn();
-    flagpole::flags::set_enabled(&mut conn, "test", &f, &e, enabled, None)
+    flagpole::flags::rules::set_enabled(&mut conn, &actor(), &f, &e, enabled, None)
         .unwrap_or_else(|err| panic!("toggling: {err:?}"));
 }
 

@@ -4,10 +4,12 @@
 use crate::common::{Api, Backend, TestApp};
 use diesel::prelude::*;
 use flagpole::db::schema::sessions as sessions_table;
-use flagpole::directory::{self, OrganizationInput, UserInput};
-use flagpole::flags::{self, FlagInput, Mode, RuleChange};
-use flagpole::models::{Environment, Organization, User};
-use flagpole::{api_keys, environments};
+use flagpole::directory;
+use flagpole::directory::Organization;
+use flagpole::directory::User;
+use flagpole::environments::Environment;
+use flagpole::evaluation::Mode;
+use flagpole::flags;
 use serde_json::{json, Value};
 
 struct World {
@@ -21,10 +23,10 @@ struct World {
 }
 
 fn user(app: &TestApp, email: &str, external: &str) -> User {
-    directory::create_user(
+    flagpole::directory::users::create(
         &mut app.conn(),
-        "test",
-        &UserInput {
+        &crate::support::actor(),
+        &flagpole::directory::users::NewUser {
             email: email.into(),
             first_name: "Ada".into(),
             last_name: "Lovelace".into(),
@@ -35,10 +37,10 @@ fn user(app: &TestApp, email: &str, external: &str) -> User {
 }
 
 fn org(app: &TestApp, name: &str, external: &str) -> Organization {
-    directory::create_org(
+    flagpole::directory::organizations::create(
         &mut app.conn(),
-        "test",
-        &OrganizationInput {
+        &crate::support::actor(),
+        &flagpole::directory::organizations::NewOrganization {
             name: name.into(),
             external_id: external.into(),
         },
@@ -52,51 +54,82 @@ fn flag_on(app: &TestApp, env: &Environment, slug: &str, targets: &[&str]) {
     let flag = flags::by_slug(&mut conn, slug).unwrap_or_else(|_| {
         flags::create(
             &mut conn,
-            "test",
-            &FlagInput {
+            &crate::support::actor(),
+            &flagpole::flags::NewFlag {
                 name: slug.into(),
                 slug: slug.into(),
                 description: String::new(),
-                tags: String::new(),
+                tags: Vec::new(),
             },
         )
         .unwrap()
     });
-    let rule = flags::rule(&mut conn, &flag.id, &env.id).unwrap();
+    let rule = flagpole::flags::rules::rule(&mut conn, &flag.id, &env.id).unwrap();
     let mode = if targets.is_empty() {
         Mode::All
     } else {
         Mode::Some
     };
-    let rule = flags::save_rule(
+    let rule = flagpole::flags::rules::save_rule(
         &mut conn,
-        "test",
+        &crate::support::actor(),
         &flag,
         env,
-        &RuleChange {
-            mode,
-            add: targets.iter().map(|t| t.to_string()).collect(),
-            remove: Vec::new(),
-            expected_version: rule.version,
+        &flagpole::flags::rules::RuleChange {
+            mode: Some(mode),
+            targets: flagpole::flags::rules::TargetChange::Edit {
+                add: targets.iter().map(|t| t.to_string()).collect(),
+                remove: Vec::new(),
+            },
+            expected_version: Some(rule.version),
+            ..Default::default()
         },
     )
     .unwrap();
-    flags::set_enabled(&mut conn, "test", &flag, env, true, Some(rule.version)).unwrap();
+    flagpole::flags::rules::set_enabled(
+        &mut conn,
+        &crate::support::actor(),
+        &flag,
+        env,
+        true,
+        Some(rule.version),
+    )
+    .unwrap();
 }
 
 fn world(app: &TestApp) -> World {
     let mut conn = app.conn();
-    let production = environments::by_slug(&mut conn, "production").unwrap();
-    let staging = environments::by_slug(&mut conn, "staging").unwrap();
-    let (_, key) = api_keys::create(&mut conn, "test", &production.id, "backend").unwrap();
-    let (_, staging_key) = api_keys::create(&mut conn, "test", &staging.id, "backend").unwrap();
+    let production = flagpole::environments::by_slug(&mut conn, "production").unwrap();
+    let staging = flagpole::environments::by_slug(&mut conn, "staging").unwrap();
+    let (_, key) = flagpole::environments::api_keys::create(
+        &mut conn,
+        &crate::support::actor(),
+        &production.id,
+        "backend",
+    )
+    .unwrap();
+    let (_, staging_key) = flagpole::environments::api_keys::create(
+        &mut conn,
+        &crate::support::actor(),
+        &staging.id,
+        "backend",
+    )
+    .unwrap();
     drop(conn);
     let ada = user(app, "ada@acme.example", "ext-ada");
     let acme = org(app, "Acme Inc", "ext-acme");
     let globex = org(app, "Globex", "ext-globex");
     let mut conn = app.conn();
-    directory::add_membership(&mut conn, "test", &acme.id, &ada.id).unwrap();
-    directory::add_membership(&mut conn, "test", &globex.id, &ada.id).unwrap();
+    flagpole::directory::memberships::add(&mut conn, &crate::support::actor(), &acme, &ada, "user")
+        .unwrap();
+    flagpole::directory::memberships::add(
+        &mut conn,
+        &crate::support::actor(),
+        &globex,
+        &ada,
+        "user",
+    )
+    .unwrap();
     drop(conn);
     flag_on(app, &production, "beta-reports", &[&acme.id]);
     flag_on(app, &production, "everyone", &[]);
@@ -362,7 +395,13 @@ async fn sessions_refuse_non_members_unknown_ids_and_bad_keys(app: TestApp) {
 
     // A revoked key stops working at once.
     let mut conn = app.conn();
-    let (key, secret) = api_keys::create(&mut conn, "test", &w.production.id, "temp").unwrap();
+    let (key, secret) = flagpole::environments::api_keys::create(
+        &mut conn,
+        &crate::support::actor(),
+        &w.production.id,
+        "temp",
+    )
+    .unwrap();
     drop(conn);
     assert_eq!(
         start(&app.api(Some(&secret)), json!({"user_id": w.ada.id}))
@@ -370,7 +409,13 @@ async fn sessions_refuse_non_members_unknown_ids_and_bad_keys(app: TestApp) {
             .status,
         201
     );
-    api_keys::revoke(&mut app.conn(), "test", &key.id).unwrap();
+    flagpole::environments::api_keys::revoke(
+        &mut app.conn(),
+        &crate::support::actor(),
+        &w.production.id,
+        &key.id,
+    )
+    .unwrap();
     let r = start(&app.api(Some(&secret)), json!({"user_id": w.ada.id})).await;
     assert_eq!((r.status, r.code()), (401, "invalid_api_key"));
 }
@@ -450,7 +495,7 @@ async fn inline_users_and_organizations_are_provisioned_just_in_time(app: TestAp
     assert_eq!(r.body["user"]["email"], "grace@hopper.example");
     assert_eq!(r.body["user"]["external_id"], "app-user-7");
     let mut conn = app.conn();
-    let grace = directory::find_user_by_id_or_external(&mut conn, "app-user-7")
+    let grace = flagpole::directory::find_user(&mut conn, "app-user-7")
         .unwrap()
         .unwrap();
     let navy = directory::find_org(&mut conn, "app-org-3")
@@ -468,15 +513,19 @@ async fn inline_users_and_organizations_are_provisioned_just_in_time(app: TestAp
     assert_eq!(r.status, 201);
     let mut conn = app.conn();
     assert_eq!(
-        directory::get_user(&mut conn, &grace.id).unwrap().last_name,
+        flagpole::directory::users::get(&mut conn, &grace.id)
+            .unwrap()
+            .last_name,
         "Murray Hopper"
     );
     assert_eq!(
-        directory::get_org(&mut conn, &navy.id).unwrap().name,
+        flagpole::directory::organizations::get(&mut conn, &navy.id)
+            .unwrap()
+            .name,
         "US Navy"
     );
     assert_eq!(directory::members_of(&mut conn, &navy.id).unwrap().len(), 1);
-    let (_, users) = directory::list_users(&mut conn, "hopper", 1, 10).unwrap();
+    let (_, users) = flagpole::directory::users::page(&mut conn, "hopper", 1, 10).unwrap();
     assert_eq!(users, 1);
     let _ = w.acme;
 }

@@ -17,9 +17,12 @@ use flagpole::db::schema::{
     flag_tags, flags, rules, webhook_attempts, webhook_deliveries, webhook_endpoints,
     webhook_events,
 };
-use flagpole::flags::{Mode, RuleChange};
-use flagpole::models::{WebhookAttempt, WebhookDelivery, WebhookEndpoint};
-use flagpole::webhooks::{self, EndpointInput, EVENTS};
+use flagpole::evaluation::Mode;
+use flagpole::webhooks::endpoints::{self, EndpointInput};
+use flagpole::webhooks::WebhookAttempt;
+use flagpole::webhooks::WebhookDelivery;
+use flagpole::webhooks::WebhookEndpoint;
+use flagpole::webhooks::{self, EVENTS};
 use flagpole::Config;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -178,10 +181,10 @@ fn add_endpoint(
 ) -> (WebhookEndpoint, String) {
     let env = env(app, env_slug);
     let mut conn = app.conn();
-    webhooks::create_endpoint(
+    endpoints::create(
         &mut conn,
         &app.state.sealer,
-        "test",
+        &crate::support::actor(),
         &env.id,
         &EndpointInput {
             url: url.into(),
@@ -336,7 +339,7 @@ async fn an_endpoint_added_in_the_dashboard_shows_its_secret_once_and_keeps_it_s
     assert!(secret.starts_with(&endpoint.secret_prefix));
     assert!(!endpoint.secret_sealed.contains(&secret[6..]));
     assert_eq!(
-        webhooks::secret_of(&app.state.sealer, endpoint).unwrap(),
+        endpoints::secret_of(&app.state.sealer, endpoint).unwrap(),
         secret,
         "sealed, and opened with the endpoint id"
     );
@@ -597,7 +600,7 @@ async fn endpoints_hear_only_their_own_environment_and_events(backend: Backend) 
     let (off, _) = add_endpoint(&app, "production", &disabled.url, &EVENTS);
     {
         let mut conn = app.conn();
-        webhooks::set_enabled(&mut conn, "test", &off.id, false).unwrap();
+        endpoints::set_enabled(&mut conn, &crate::support::actor(), &off.id, false).unwrap();
     }
 
     // A rule change and a toggle in Production reach Production only.
@@ -672,29 +675,35 @@ async fn a_change_that_fails_queues_nothing(app: TestApp) {
     assert_eq!(events_before, 1);
     let staging = env(&app, "staging");
     let mut conn = app.conn();
-    let stale = flagpole::flags::save_rule(
+    let stale = flagpole::flags::rules::save_rule(
         &mut conn,
-        "test",
+        &crate::support::actor(),
         &f,
         &staging,
-        &RuleChange {
-            mode: Mode::All,
-            add: Vec::new(),
-            remove: Vec::new(),
-            expected_version: 7,
+        &flagpole::flags::rules::RuleChange {
+            mode: Some(Mode::All),
+            targets: flagpole::flags::rules::TargetChange::Edit {
+                add: Vec::new(),
+                remove: Vec::new(),
+            },
+            expected_version: Some(7),
+            ..Default::default()
         },
     );
     assert!(stale.is_err());
-    let unknown_target = flagpole::flags::save_rule(
+    let unknown_target = flagpole::flags::rules::save_rule(
         &mut conn,
-        "test",
+        &crate::support::actor(),
         &f,
         &staging,
-        &RuleChange {
-            mode: Mode::Some,
-            add: vec!["user_nobody".into()],
-            remove: Vec::new(),
-            expected_version: 1,
+        &flagpole::flags::rules::RuleChange {
+            mode: Some(Mode::Some),
+            targets: flagpole::flags::rules::TargetChange::Edit {
+                add: vec!["user_nobody".into()],
+                remove: Vec::new(),
+            },
+            expected_version: Some(1),
+            ..Default::default()
         },
     );
     assert!(unknown_target.is_err());
@@ -980,7 +989,7 @@ async fn editors_edit_disable_rotate_and_delete_endpoints(app: TestApp) {
     assert_ne!(secret, old_secret);
     let rotated = endpoints(&app).remove(0);
     assert_eq!(
-        webhooks::secret_of(&app.state.sealer, &rotated).unwrap(),
+        endpoints::secret_of(&app.state.sealer, &rotated).unwrap(),
         secret
     );
     assert!(!editor.get(&path).await.body.contains(secret));
@@ -1031,7 +1040,7 @@ fn flag_rows(app: &TestApp, flag_id: &str) -> (i64, i64, i64) {
 fn archive(app: &TestApp, slug: &str) {
     let id = flag(app, slug).id;
     let mut conn = app.conn();
-    flagpole::flags::set_archived(&mut conn, "test", &id, true).unwrap();
+    flagpole::flags::set_archived(&mut conn, &crate::support::actor(), &id, true).unwrap();
 }
 
 async fn an_archived_flag_can_be_deleted_in_the_dashboard_and_a_live_one_cannot(app: TestApp) {
@@ -1088,9 +1097,14 @@ async fn an_archived_flag_can_be_deleted_through_the_api(app: TestApp) {
     let staging = env(&app, "staging");
     let key = {
         let mut conn = app.conn();
-        flagpole::api_keys::create(&mut conn, "test", &staging.id, "ci")
-            .unwrap()
-            .1
+        flagpole::environments::api_keys::create(
+            &mut conn,
+            &crate::support::actor(),
+            &staging.id,
+            "ci",
+        )
+        .unwrap()
+        .1
     };
     let api = app.api(Some(&key));
     let answer = api.delete("/api/v1/feature-flags/alpha").await;
@@ -1147,7 +1161,7 @@ async fn the_cli_adds_an_endpoint_and_prints_only_its_secret(app: TestApp) {
     assert_eq!(stored.description, "from the CLI");
     assert_eq!(stored.created_by, "cli");
     assert_eq!(
-        webhooks::secret_of(&app.state.sealer, &stored).unwrap(),
+        endpoints::secret_of(&app.state.sealer, &stored).unwrap(),
         secret
     );
 
@@ -1217,7 +1231,8 @@ async fn finished_deliveries_are_forgotten_after_the_retention_and_pending_ones_
     add_endpoint(&app, "staging", &up.url, &["flag.created", "flag.updated"]);
     add_endpoint(&app, "staging", &down.url, &["flag.created"]);
     let flag = make_flag(&app, "Alpha", "alpha", "");
-    flagpole::flags::set_archived(&mut app.conn(), "test", &flag.id, true).unwrap();
+    flagpole::flags::set_archived(&mut app.conn(), &crate::support::actor(), &flag.id, true)
+        .unwrap();
     up.wait_for(2).await;
     down.wait_for(1).await;
     assert_eq!(count!(app, webhook_events), 2);

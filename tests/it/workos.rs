@@ -4,10 +4,10 @@
 
 use crate::common::{Json, TestApp};
 use crate::support::{make_flag, make_org, make_user, set_enabled, set_rule};
-use flagpole::directory;
-use flagpole::flags::Mode;
-use flagpole::models::{Environment, Organization, User};
-use flagpole::{api_keys, environments};
+use flagpole::directory::Organization;
+use flagpole::directory::User;
+use flagpole::environments::Environment;
+use flagpole::evaluation::Mode;
 use serde_json::{json, Value};
 
 struct World {
@@ -23,19 +23,46 @@ struct World {
 
 fn world(app: &TestApp) -> World {
     let mut conn = app.conn();
-    let production = environments::by_slug(&mut conn, "production").unwrap();
-    let staging = environments::by_slug(&mut conn, "staging").unwrap();
-    let (_, key) = api_keys::create(&mut conn, "test", &production.id, "backend").unwrap();
-    let (_, staging_key) = api_keys::create(&mut conn, "test", &staging.id, "backend").unwrap();
+    let production = flagpole::environments::by_slug(&mut conn, "production").unwrap();
+    let staging = flagpole::environments::by_slug(&mut conn, "staging").unwrap();
+    let (_, key) = flagpole::environments::api_keys::create(
+        &mut conn,
+        &crate::support::actor(),
+        &production.id,
+        "backend",
+    )
+    .unwrap();
+    let (_, staging_key) = flagpole::environments::api_keys::create(
+        &mut conn,
+        &crate::support::actor(),
+        &staging.id,
+        "backend",
+    )
+    .unwrap();
     drop(conn);
     let ada = make_user(app, "ada@acme.example", "Ada", "Lovelace", "ext-ada");
     let bob = make_user(app, "bob@globex.example", "", "", "ext-bob");
     let acme = make_org(app, "Acme Inc", "ext-acme");
     let globex = make_org(app, "Globex", "ext-globex");
     let mut conn = app.conn();
-    directory::add_membership(&mut conn, "test", &acme.id, &ada.id).unwrap();
-    directory::add_membership(&mut conn, "test", &globex.id, &ada.id).unwrap();
-    directory::add_membership(&mut conn, "test", &globex.id, &bob.id).unwrap();
+    flagpole::directory::memberships::add(&mut conn, &crate::support::actor(), &acme, &ada, "user")
+        .unwrap();
+    flagpole::directory::memberships::add(
+        &mut conn,
+        &crate::support::actor(),
+        &globex,
+        &ada,
+        "user",
+    )
+    .unwrap();
+    flagpole::directory::memberships::add(
+        &mut conn,
+        &crate::support::actor(),
+        &globex,
+        &bob,
+        "user",
+    )
+    .unwrap();
     drop(conn);
     World {
         production,

@@ -68,9 +68,12 @@ async function waitUntilHealthy(base, child) {
 
 /**
  * Starts Flagpole on `backend` ('sqlite' or 'postgres').
+ * `options.env` (optional) adds environment variables for the server and its
+ * CLI, over the harness's own; a value of `undefined` removes one (for
+ * example one inherited from the shell).
  * Returns { base, port, key, stagingKey, clientId, api, cli, stop }.
  */
-export async function startFlagpole(backend) {
+export async function startFlagpole(backend, { env: extraEnv = {} } = {}) {
   if (!existsSync(BINARY)) {
     throw new Error(`${BINARY} is missing: run \`cargo test --all-targets\` (or cargo build) first`);
   }
@@ -98,6 +101,10 @@ export async function startFlagpole(backend) {
     FLAGPOLE_SECRET_KEY: randomBytes(32).toString('hex'),
     RUST_LOG: process.env.RUST_LOG ?? 'error',
   };
+  for (const [name, value] of Object.entries(extraEnv)) {
+    if (value === undefined) delete env[name];
+    else env[name] = String(value);
+  }
   cli(env, 'migrate');
   const key = cli(env, 'api-key', 'create', '--environment', 'production', '--name', 'node sdk');
   const stagingKey = cli(env, 'api-key', 'create', '--environment', 'staging', '--name', 'node sdk');

@@ -7,10 +7,15 @@ use std::sync::OnceLock;
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, directory, flags, ofrep, sessions, ApiRoutes, API_PREFIX};
+use super::{audit, directory, evaluate, flags, rules, sessions, API_PREFIX};
+use crate::web::ofrep;
+use crate::web::routes::Routes;
+use crate::web::Surface;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +24,7 @@ use super::{audit, directory, flags, ofrep, sessions, ApiRoutes, API_PREFIX};
         description = "Feature flags: the management API, the token endpoint, evaluation, the published signing keys and the OpenFeature Remote Evaluation Protocol (OFREP). Calls that need a key take an environment's secret key as `Authorization: Bearer sk_…`; the key decides the environment. Errors of `/api/v1` are `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &SharedResponses),
     tags(
         (name = "Feature flags", description = "Create, read, change and archive feature flags."),
         (name = "Rules", description = "Who gets a flag in an environment, with ETag and If-Match against lost updates."),
@@ -40,12 +45,12 @@ use super::{audit, directory, flags, ofrep, sessions, ApiRoutes, API_PREFIX};
         flags::delete,
         flags::archive,
         flags::unarchive,
-        flags::get_rule,
-        flags::put_rule,
-        flags::enable,
-        flags::disable,
-        flags::add_target,
-        flags::remove_target,
+        rules::get_rule,
+        rules::put_rule,
+        rules::enable,
+        rules::disable,
+        rules::add_target,
+        rules::remove_target,
         directory::list_orgs,
         directory::create_org,
         directory::bulk_orgs,
@@ -65,8 +70,8 @@ use super::{audit, directory, flags, ofrep, sessions, ApiRoutes, API_PREFIX};
         sessions::start_session,
         sessions::refresh_session,
         sessions::revoke_session,
-        sessions::evaluate,
-        sessions::user_feature_flags,
+        evaluate::evaluate,
+        evaluate::user_feature_flags,
         sessions::jwks,
         sessions::openid_configuration,
         ofrep::evaluate_flag,
@@ -105,6 +110,85 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The error answers every operation of a kind can give, declared once as
+/// components and referenced from each operation they apply to: 401 for
+/// operations that take a key; 400, 413 and 415 for those with a JSON body.
+struct SharedResponses;
+
+impl SharedResponses {
+    const SHARED: [(&'static str, &'static str, &'static str); 4] = [
+        (
+            "401",
+            "Unauthorized",
+            "No key, or an unknown or revoked one (`missing_api_key`, `invalid_api_key`).",
+        ),
+        (
+            "400",
+            "InvalidJson",
+            "The body is not valid JSON (`invalid_json`).",
+        ),
+        (
+            "413",
+            "TooLarge",
+            "The body is larger than the route accepts (`too_large`).",
+        ),
+        (
+            "415",
+            "UnsupportedMediaType",
+            "The body is not sent as application/json (`unsupported_media_type`).",
+        ),
+    ];
+}
+
+impl Modify for SharedResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut responses = ResponsesBuilder::new();
+        for (_, name, description) in Self::SHARED {
+            responses = responses.response(
+                name,
+                ResponseBuilder::new().description(description).content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                ),
+            );
+        }
+        components.responses.extend(responses.build().responses);
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // OFREP answers errors in its own shape, which it documents.
+            let is_api = path.starts_with("/api/v1/");
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let keyed = op
+                    .security
+                    .iter()
+                    .flatten()
+                    .any(|s| serde_json::to_value(s).is_ok_and(|v| v.get("api_key").is_some()));
+                let has_body = op.request_body.is_some();
+                for (status, name, _) in Self::SHARED {
+                    let applies = is_api && if status == "401" { keyed } else { has_body };
+                    if applies && !op.responses.responses.contains_key(status) {
+                        op.responses.responses.insert(
+                            status.to_string(),
+                            RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The document, with the running version.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
@@ -113,7 +197,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    ApiRoutes::new(cfg, API_PREFIX).get("/openapi.json", openapi_json);
+    Routes::documented(cfg, API_PREFIX, Surface::Api).get("/openapi.json", openapi_json);
 }
 
 /// This OpenAPI document.

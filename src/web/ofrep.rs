@@ -1,0 +1,497 @@
+//! The OpenFeature Remote Evaluation Protocol (OFREP), so that applications
+//! can use the OpenFeature SDKs and their OFREP providers with Flagpole:
+//! `POST /ofrep/v1/evaluate/flags/{key}` evaluates one flag and
+//! `POST /ofrep/v1/evaluate/flags` every flag of the key's environment.
+//!
+//! The shapes are those of the protocol's OpenAPI document
+//! (open-feature/protocol, `service/openapi.yaml`): the request is
+//! `{"context": {...}}`, an evaluation is `{"key", "value", "reason",
+//! "variant", "metadata"}`, and errors are `{"key"?, "errorCode",
+//! "errorDetails"}` with 400 (PARSE_ERROR, TARGETING_KEY_MISSING,
+//! INVALID_CONTEXT), 404 (FLAG_NOT_FOUND, single evaluation only), 401 for a
+//! missing or unknown key, and 500 `{"errorDetails"}`.
+//!
+//! The context: `targetingKey` is the user (a Flagpole id or an external id);
+//! `organizationId` (or `organization_id`, `orgId`, `org_id`) the
+//! organization. Values are booleans with the variants `on` and `off`.
+//!
+//! Credentials are the environment's secret key, sent as the protocol's
+//! security schemes allow: `Authorization: Bearer sk_…` or `X-API-Key: sk_…`.
+//! The key decides the environment, which the metadata names.
+//!
+//! Every answer comes from the in-memory model and the one decision
+//! (`crate::evaluation::decide`).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::api::{bearer_token, ApiAuth};
+use super::routes::Routes;
+use super::Surface;
+use crate::directory;
+use crate::environments::Environment;
+use crate::error::{Entity, Error, Refusal, Result};
+use crate::evaluation::model::EnvironmentModel;
+use crate::evaluation::{Context, Decision, Reason};
+use crate::AppState;
+
+/// Where the OpenFeature Remote Evaluation Protocol lives.
+pub const OFREP_PREFIX: &str = "/ofrep/v1";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope(OFREP_PREFIX)
+            .configure(|cfg| {
+                Routes::documented(cfg, OFREP_PREFIX, Surface::Ofrep)
+                    .post("/evaluate/flags/{key}", evaluate_flag)
+                    .post("/evaluate/flags", evaluate_flags);
+            })
+            .default_service(web::to(|req: HttpRequest| async move {
+                Surface::Ofrep.render(&Error::NotFound(Entity::Route), &req)
+            })),
+    );
+}
+
+/// An OFREP request: the evaluation context. The body may be left out (it
+/// then lacks the targeting key).
+#[derive(ToSchema)]
+pub struct OfrepRequest {
+    pub context: OfrepContext,
+}
+
+/// The evaluation context. Other properties are allowed and ignored.
+#[derive(ToSchema)]
+pub struct OfrepContext {
+    /// The user: a Flagpole user id or the user's external id. A user
+    /// Flagpole does not know is targeted by nothing.
+    #[schema(rename = "targetingKey", value_type = String, required = true, example = "u-1042")]
+    pub targeting_key: Option<String>,
+    /// The organization (a Flagpole id or an external id), which the user
+    /// must belong to. `organization_id`, `orgId` and `org_id` are accepted too.
+    #[schema(rename = "organizationId", nullable = false, example = "acme")]
+    pub organization_id: Option<String>,
+}
+
+/// One flag's evaluation.
+#[derive(Serialize, ToSchema)]
+pub struct OfrepEvaluation {
+    /// The flag's slug.
+    #[schema(example = "new-checkout")]
+    pub key: String,
+    pub value: bool,
+    pub reason: OfrepReason,
+    pub variant: OfrepVariant,
+    pub metadata: OfrepMetadata,
+}
+
+impl OfrepEvaluation {
+    fn new(slug: &str, decision: Decision, env: &Environment) -> Self {
+        OfrepEvaluation {
+            key: slug.to_string(),
+            value: decision.on,
+            reason: OfrepReason::of(decision.reason),
+            variant: if decision.on {
+                OfrepVariant::On
+            } else {
+                OfrepVariant::Off
+            },
+            metadata: OfrepMetadata {
+                environment: env.slug.to_string(),
+            },
+        }
+    }
+}
+
+/// `TARGETING_MATCH` when the user or the organization is a target, `STATIC`
+/// for a flag on for all, `DISABLED` when the flag is off in the environment
+/// (or archived), `DEFAULT` otherwise.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OfrepReason {
+    TargetingMatch,
+    Static,
+    Disabled,
+    Default,
+}
+
+impl OfrepReason {
+    fn of(reason: Reason) -> Self {
+        match reason {
+            Reason::TargetingMatch(_) => OfrepReason::TargetingMatch,
+            Reason::Static => OfrepReason::Static,
+            Reason::Disabled => OfrepReason::Disabled,
+            Reason::Default => OfrepReason::Default,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OfrepVariant {
+    On,
+    Off,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OfrepMetadata {
+    /// The slug of the key's environment.
+    #[schema(example = "production")]
+    pub environment: String,
+}
+
+/// Every flag of the key's environment that is not archived.
+#[derive(Serialize, ToSchema)]
+pub struct OfrepBulkResponse {
+    pub flags: Vec<OfrepEvaluation>,
+}
+
+/// An evaluation error, as the protocol shapes it.
+#[derive(Serialize, ToSchema)]
+pub struct OfrepError {
+    /// The flag, for a single evaluation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub key: Option<String>,
+    #[serde(rename = "errorCode")]
+    #[schema(rename = "errorCode")]
+    pub error_code: OfrepErrorCode,
+    #[serde(rename = "errorDetails")]
+    #[schema(rename = "errorDetails")]
+    pub error_details: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OfrepErrorCode {
+    ParseError,
+    TargetingKeyMissing,
+    InvalidContext,
+    FlagNotFound,
+}
+
+/// A refused key, an unknown route or a failure on the server's side.
+#[derive(Serialize, ToSchema)]
+pub struct OfrepErrorDetails {
+    #[serde(rename = "errorDetails")]
+    #[schema(rename = "errorDetails")]
+    pub error_details: String,
+}
+
+/// The context keys that name the organization, in order of preference.
+const ORGANIZATION_KEYS: [&str; 4] = ["organizationId", "organization_id", "orgId", "org_id"];
+
+fn invalid_context(message: impl Into<String>) -> Error {
+    Error::Refused(Refusal::InvalidContext {
+        message: message.into(),
+    })
+}
+
+/// Who the request evaluates for, as named in its context.
+#[derive(Debug)]
+struct Subject {
+    user: String,
+    organization: Option<String>,
+}
+
+/// Reads `{"context": {...}}`. An empty body is an empty request (the
+/// protocol does not require one), which then lacks the targeting key.
+fn parse_request(body: &[u8]) -> Result<Subject> {
+    let request: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| Error::malformed("json", format!("The body is not valid JSON: {e}")))?
+    };
+    let Value::Object(request) = request else {
+        return Err(Error::malformed(
+            "json",
+            "The body must be a JSON object: {\"context\": {\"targetingKey\": \"…\"}}.",
+        ));
+    };
+    let empty = Map::new();
+    let context = match request.get("context") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(context)) => context,
+        Some(_) => {
+            return Err(invalid_context(
+                "context must be an object, e.g. {\"targetingKey\": \"user_…\", \"organizationId\": \"org_…\"}.",
+            ))
+        }
+    };
+    let user = match context.get("targetingKey") {
+        None | Some(Value::Null) => return Err(Error::Refused(Refusal::TargetingKeyMissing)),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(Error::Refused(Refusal::TargetingKeyMissing))
+        }
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(_) => return Err(invalid_context(
+            "context.targetingKey must be a string: a Flagpole user id or the user's external id.",
+        )),
+    };
+    let mut organization: Option<(&str, String)> = None;
+    for name in ORGANIZATION_KEYS {
+        let value = match context.get(name) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) if s.trim().is_empty() => continue,
+            Some(Value::String(s)) => s.trim().to_string(),
+            Some(_) => {
+                return Err(invalid_context(format!(
+                    "context.{name} must be a string: a Flagpole organization id or the organization's external id."
+                )))
+            }
+        };
+        match &organization {
+            Some((first, other)) if *other != value => {
+                return Err(invalid_context(format!(
+                    "context.{first} and context.{name} name different organizations; give one."
+                )))
+            }
+            Some(_) => {}
+            None => organization = Some((name, value)),
+        }
+    }
+    Ok(Subject {
+        user,
+        organization: organization.map(|(_, value)| value),
+    })
+}
+
+/// The secret key, from `Authorization: Bearer …` or `X-API-Key`.
+fn secret_of(req: &HttpRequest) -> Option<String> {
+    bearer_token(req).or_else(|| {
+        req.headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    })
+}
+
+/// A request authenticated and resolved: the environment and the context.
+struct Evaluation {
+    environment: Environment,
+    context: Context,
+}
+
+/// Checks the key, then the request, then resolves the user and the
+/// organization.
+///
+/// A `targetingKey` that names no user is not an error: OpenFeature clients
+/// often send whatever identifies the caller (an anonymous or not yet synced
+/// user), and such a user is simply targeted by nothing. Flags for All are on
+/// for them, flags for Some are off (reason DEFAULT), exactly as for a known
+/// user who is not a target. An organization, though, counts only for its
+/// members, as for access tokens: naming one that does not exist, or one the
+/// user (known or not) does not belong to, is INVALID_CONTEXT, so a context
+/// can never borrow an organization's targeting.
+async fn authorize(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Evaluation> {
+    let auth = ApiAuth::check(state, secret_of(req)).await?;
+    let subject = parse_request(body)?;
+    let context = state
+        .read(move |conn| {
+            let user = directory::find_user(conn, &subject.user)?;
+            let organization = match subject.organization {
+                None => None,
+                Some(key) => {
+                    let Some(org) = directory::find_org(conn, &key)? else {
+                        return Err(invalid_context(format!(
+                            "No organization has the id or external id {key:?}."
+                        )));
+                    };
+                    let member = match &user {
+                        Some(user) => directory::is_member(conn, &user.id, &org.id)?,
+                        None => false,
+                    };
+                    if !member {
+                        return Err(invalid_context(format!(
+                            "The user {:?} is not a member of the organization {key:?}. Add the membership, or leave the organization out of the context.",
+                            subject.user
+                        )));
+                    }
+                    Some(org.id)
+                }
+            };
+            Ok(Context::new(user.map(|u| u.id), organization))
+        })
+        .await?;
+    Ok(Evaluation {
+        environment: auth.environment,
+        context,
+    })
+}
+
+/// One flag's evaluation; `None` when the environment has no such flag.
+fn evaluate_one(env: &EnvironmentModel, slug: &str, ev: &Evaluation) -> Option<OfrepEvaluation> {
+    let decision = env.decide(slug, &ev.context)?;
+    Some(OfrepEvaluation::new(slug, decision, &ev.environment))
+}
+
+/// Evaluates one flag (OFREP).
+///
+/// The key's environment decides the rule; `context.targetingKey` is the
+/// user and `context.organizationId` the organization.
+#[utoipa::path(
+    operation_id = "ofrep_evaluate_flag",
+    post,
+    path = "/ofrep/v1/evaluate/flags/{key}",
+    tag = "OFREP",
+    security(("api_key" = []), ("api_key_header" = [])),
+    params(("key" = String, Path, description = "The flag's slug.")),
+    request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The evaluation.", body = OfrepEvaluation),
+        (status = 400, description = "`PARSE_ERROR`, `TARGETING_KEY_MISSING` or `INVALID_CONTEXT` (e.g. an organization the user does not belong to).", body = OfrepError),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = OfrepErrorDetails),
+        (status = 404, description = "`FLAG_NOT_FOUND`.", body = OfrepError),
+    )
+)]
+async fn evaluate_flag(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    key: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
+    let key = key.into_inner();
+    let ev = authorize(&state, &req, &body).await?;
+    let model = state.model();
+    let evaluation = model
+        .environment(&ev.environment.id)
+        .and_then(|env| evaluate_one(env, &key, &ev))
+        .ok_or(Error::NotFound(Entity::Flag))?;
+    Ok(HttpResponse::Ok().json(evaluation))
+}
+
+/// Evaluates every flag of the key's environment (OFREP bulk evaluation).
+///
+/// Every flag that is not archived, with an `ETag` that is a digest of the
+/// answer itself: a change anywhere that does not alter this caller's flags
+/// keeps it, so polling providers get 304 (to `If-None-Match`) until
+/// something they see changes.
+#[utoipa::path(
+    operation_id = "ofrep_evaluate_flags",
+    post,
+    path = "/ofrep/v1/evaluate/flags",
+    tag = "OFREP",
+    security(("api_key" = []), ("api_key_header" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of the last answer.")),
+    request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every flag's evaluation.", body = OfrepBulkResponse,
+            headers(("ETag" = String, description = "A digest of this answer, for `If-None-Match`."))),
+        (status = 304, description = "Nothing changed since the `ETag` sent as `If-None-Match`.",
+            headers(("ETag" = String))),
+        (status = 400, description = "`PARSE_ERROR`, `TARGETING_KEY_MISSING` or `INVALID_CONTEXT`.", body = OfrepError),
+        (status = 401, description = "No key, or an unknown or revoked one.", body = OfrepErrorDetails),
+    )
+)]
+async fn evaluate_flags(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
+    let ev = authorize(&state, &req, &body).await?;
+    let model = state.model();
+    let flags: Vec<OfrepEvaluation> = model
+        .environment(&ev.environment.id)
+        .map(|env| {
+            env.live_flags()
+                .filter_map(|flag| evaluate_one(env, flag.slug.as_str(), &ev))
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = serde_json::to_vec(&OfrepBulkResponse { flags }).map_err(Error::internal)?;
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+    if none_match(&req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .content_type("application/json")
+        .body(body))
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110
+/// prescribes for this header) or is `*`. A match is answered with 304 as
+/// OFREP specifies for this POST, where plain HTTP would say 412.
+fn none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v: &HeaderValue| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(result: Result<Subject>) -> &'static str {
+        match result {
+            Err(Error::Refused(Refusal::Malformed { .. })) => "PARSE_ERROR",
+            Err(Error::Refused(Refusal::TargetingKeyMissing)) => "TARGETING_KEY_MISSING",
+            Err(Error::Refused(Refusal::InvalidContext { .. })) => "INVALID_CONTEXT",
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_are_read_as_the_protocol_says() {
+        let s = parse_request(br#"{"context": {"targetingKey": "u1", "orgId": "o1"}}"#).unwrap();
+        assert_eq!(
+            (s.user.as_str(), s.organization.as_deref()),
+            ("u1", Some("o1"))
+        );
+        let s = parse_request(
+            br#"{"context": {"targetingKey": " u1 ", "organizationId": "o1", "org_id": "o1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.user.as_str(), s.organization.as_deref()),
+            ("u1", Some("o1"))
+        );
+        let s = parse_request(br#"{"context": {"targetingKey": "u1", "organization_id": ""}}"#)
+            .unwrap();
+        assert_eq!(s.organization, None);
+
+        assert_eq!(code(parse_request(b"{not json")), "PARSE_ERROR");
+        assert_eq!(code(parse_request(b"[1]")), "PARSE_ERROR");
+        assert_eq!(code(parse_request(b"")), "TARGETING_KEY_MISSING");
+        assert_eq!(code(parse_request(b"{}")), "TARGETING_KEY_MISSING");
+        assert_eq!(
+            code(parse_request(br#"{"context": {"targetingKey": "  "}}"#)),
+            "TARGETING_KEY_MISSING"
+        );
+        assert_eq!(
+            code(parse_request(br#"{"context": "u1"}"#)),
+            "INVALID_CONTEXT"
+        );
+        assert_eq!(
+            code(parse_request(br#"{"context": {"targetingKey": 7}}"#)),
+            "INVALID_CONTEXT"
+        );
+        assert_eq!(
+            code(parse_request(
+                br#"{"context": {"targetingKey": "u1", "orgId": true}}"#
+            )),
+            "INVALID_CONTEXT"
+        );
+        assert_eq!(
+            code(parse_request(
+                br#"{"context": {"targetingKey": "u1", "orgId": "a", "organizationId": "b"}}"#
+            )),
+            "INVALID_CONTEXT"
+        );
+    }
+}
