@@ -52,6 +52,8 @@ pub struct Config {
     pub signer_cache_ttl: Duration,
     /// HTTP worker threads; `None` is one per core.
     pub http_workers: Option<usize>,
+    /// How often the last use of keys is written (default 30 s).
+    pub key_usage_flush_interval: Duration,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://flagpole.db";
@@ -73,6 +75,7 @@ pub const DEFAULT_WEBHOOK_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60
 pub const DEFAULT_WEBHOOK_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SIGNER_CACHE_TTL: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEY_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 
 impl Config {
     /// Reads the settings from the process environment, generating and keeping
@@ -144,6 +147,7 @@ impl Config {
             webhook_prune_interval: DEFAULT_WEBHOOK_PRUNE_INTERVAL,
             signer_cache_ttl: DEFAULT_SIGNER_CACHE_TTL,
             http_workers: None,
+            key_usage_flush_interval: DEFAULT_KEY_USAGE_FLUSH_INTERVAL,
         };
         config.validate()?;
         Ok(config)
@@ -206,6 +210,7 @@ impl Config {
             webhook_delivery: true,
             signer_cache_ttl: DEFAULT_SIGNER_CACHE_TTL,
             http_workers: None,
+            key_usage_flush_interval: DEFAULT_KEY_USAGE_FLUSH_INTERVAL,
         }
     }
 

@@ -103,7 +103,7 @@ impl Entity {
     fn stale_message(self) -> &'static str {
         match self {
             Entity::Rule => {
-                "Someone else changed this rule after you read it. Nothing was saved: \
+                "Someone else changed this rule after you opened it. Nothing was saved: \
                  look at the rule as it is now and make your change again."
             }
             _ => {
@@ -249,7 +249,9 @@ pub enum Refusal {
         message: String,
     },
     /// A flag that is not archived cannot be deleted.
-    FlagNotArchived,
+    FlagNotArchived {
+        name: String,
+    },
     /// The last owner cannot be removed or demoted.
     LastOwner,
     /// Not signed in to the dashboard; `next` is where to return after.
@@ -260,6 +262,10 @@ pub enum Refusal {
     Csrf,
     /// The dashboard role does not allow this.
     Forbidden {
+        message: String,
+    },
+    /// Understood, allowed, and still not possible (removing your own account).
+    NotPossible {
         message: String,
     },
     /// Too many attempts; try again after this many seconds.
@@ -273,9 +279,11 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         use Refusal::*;
         match self {
-            Malformed { .. } | UnsupportedGrantType { .. } | TargetingKeyMissing => {
-                StatusCode::BAD_REQUEST
-            }
+            Malformed { .. }
+            | UnsupportedGrantType { .. }
+            | TargetingKeyMissing
+            | LastOwner
+            | NotPossible { .. } => StatusCode::BAD_REQUEST,
             InvalidContext { .. } => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidBody { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -292,7 +300,7 @@ impl Refusal {
             | NotAMember
             | Csrf
             | Forbidden { .. } => StatusCode::FORBIDDEN,
-            FlagNotArchived | LastOwner => StatusCode::CONFLICT,
+            FlagNotArchived { .. } => StatusCode::CONFLICT,
             TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -327,11 +335,12 @@ impl Refusal {
             UnsupportedGrantType { .. } => "unsupported_grant_type",
             TargetingKeyMissing => "targeting_key_missing",
             InvalidContext { .. } => "invalid_context",
-            FlagNotArchived => "flag_not_archived",
+            FlagNotArchived { .. } => "flag_not_archived",
             LastOwner => "last_owner",
             LoginRequired { .. } => "unauthorized",
             Csrf => "csrf",
             Forbidden { .. } => "forbidden",
+            NotPossible { .. } => "not_possible",
             TooManyAttempts { .. } => "too_many_requests",
         }
     }
@@ -347,6 +356,7 @@ impl Refusal {
             | UnsupportedGrantType { message }
             | InvalidContext { message }
             | Forbidden { message }
+            | NotPossible { message }
             | TooManyAttempts { message, .. } => message.clone(),
             UnsupportedMediaType => {
                 "Send the body as JSON with Content-Type: application/json.".into()
@@ -380,9 +390,10 @@ impl Refusal {
             TargetingKeyMissing => "Give the user as context.targetingKey: a Flagpole user \
                 id or the user's external id."
                 .into(),
-            FlagNotArchived => "Only an archived flag can be deleted. Archive it first (it \
-                is then off everywhere), then delete it."
-                .into(),
+            FlagNotArchived { name } => format!(
+                "{name} is not archived. Archive it first (it is then off everywhere), then \
+                 delete it."
+            ),
             LastOwner => "Flagpole needs at least one owner: make someone else owner first.".into(),
             LoginRequired { .. } => "Sign in to continue.".into(),
             Csrf => "Your form expired. Go back, reload the page and try again.".into(),

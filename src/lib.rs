@@ -12,6 +12,7 @@
 
 pub mod admins;
 pub mod audit;
+pub mod changes;
 pub mod config;
 pub mod db;
 pub mod directory;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod evaluation;
 pub mod flags;
 pub mod ids;
+pub mod live;
 pub mod paging;
 pub mod time;
 pub mod tokens;
@@ -37,8 +39,8 @@ use actix_web::dev::Server;
 pub use config::Config;
 use db::{DatabaseUrl, DbConn, Pool};
 use error::Result;
-use evaluation::live::LiveModel;
-use evaluation::model::Model;
+use live::LiveModel;
+use live::Snapshot;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -50,6 +52,8 @@ pub struct AppState {
     pub sealer: tokens::keys::KeySealer,
     pub signers: tokens::signing::SignerCache,
     pub model: LiveModel,
+    /// When each key was last used on this instance, not yet written.
+    pub key_usage: environments::api_keys::KeyUsage,
     /// Wakes the webhook worker after a change of this instance.
     webhook_wakeup: Arc<tokio::sync::Notify>,
     /// The runtime rule sets of the WorkOS SDK, one per environment and
@@ -90,8 +94,8 @@ impl AppState {
         .await
     }
 
-    /// The evaluation model as of the last change this instance has seen.
-    pub fn model(&self) -> Arc<Model> {
+    /// The live model as of the last change this instance has seen.
+    pub fn model(&self) -> Arc<Snapshot> {
         self.model.snapshot()
     }
 }
@@ -127,6 +131,7 @@ impl Application {
             sealer: tokens::keys::KeySealer::new(&config.secret_key),
             signers: tokens::signing::SignerCache::new(config.signer_cache_ttl),
             model: LiveModel::default(),
+            key_usage: environments::api_keys::KeyUsage::default(),
             webhook_wakeup: Arc::default(),
             rule_sets: web::workos::RuleSets::default(),
             config,
@@ -134,6 +139,7 @@ impl Application {
         let model_state = state.clone();
         state.read(move |conn| model_state.model.sync(conn)).await?;
         spawn_model_poller(state.clone());
+        spawn_usage_flusher(state.clone());
         if state.config.webhook_delivery {
             webhooks::delivery::spawn(
                 state.pool.clone(),
@@ -194,6 +200,29 @@ fn spawn_model_poller(state: actix_web::web::Data<AppState>) {
             let synced = state.clone();
             if let Err(e) = state.read(move |conn| synced.model.sync(conn)).await {
                 tracing::warn!(error = %e, "refreshing the evaluation model failed");
+            }
+        }
+    });
+}
+
+/// Writes when keys were last used, in one batch, every
+/// `key_usage_flush_interval`: a key check itself never writes.
+fn spawn_usage_flusher(state: actix_web::web::Data<AppState>) {
+    let weak = Arc::downgrade(&state.clone().into_inner());
+    let interval = state.config.key_usage_flush_interval;
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(interval).await;
+            let Some(state) = weak.upgrade() else { break };
+            let pending = state.key_usage.take();
+            if pending.is_empty() {
+                continue;
+            }
+            let result = state
+                .read(move |conn| environments::api_keys::record_usage(conn, &pending))
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "recording when keys were last used failed");
             }
         }
     });

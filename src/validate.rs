@@ -232,8 +232,11 @@ pub fn external_id(input: &str) -> Result<Option<ExternalId>, String> {
     if s.len() > 128 {
         return Err("An external id has at most 128 characters.".into());
     }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("An external id cannot contain spaces or control characters.".into());
+    if s.chars().any(char::is_whitespace) {
+        return Err("An external id cannot contain spaces.".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("An external id cannot contain control characters.".into());
     }
     Ok(Some(ExternalId(s.to_string())))
 }

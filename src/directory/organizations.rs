@@ -7,10 +7,10 @@ use serde_json::json;
 
 use super::{Organization, EXTERNAL_ID_TAKEN};
 use crate::audit::{Actor, Change};
+use crate::changes::{changed, Changed};
 use crate::db::schema::{memberships, organizations, targets};
 use crate::db::{contains_pattern, lower, on_unique_violation, Db, DbConn};
 use crate::error::{Entity, FieldErrors, OrNotFound, Result};
-use crate::evaluation::source::{changed, Changed};
 use crate::ids::OrgId;
 use crate::paging::{Cursor, Page};
 use crate::time::Timestamp;

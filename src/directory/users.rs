@@ -5,10 +5,10 @@ use serde_json::json;
 
 use super::{user_unique_field, User};
 use crate::audit::{Actor, Change};
+use crate::changes::{changed, Changed};
 use crate::db::schema::{memberships, targets, users};
 use crate::db::{contains_pattern, lower, on_unique_violation, Db, DbConn};
 use crate::error::{Entity, FieldErrors, OrNotFound, Result};
-use crate::evaluation::source::{changed, Changed};
 use crate::ids::UserId;
 use crate::paging::{Cursor, Page};
 use crate::time::Timestamp;

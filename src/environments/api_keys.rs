@@ -12,10 +12,10 @@ use subtle::ConstantTimeEq;
 
 use super::Environment;
 use crate::audit::{Actor, Change};
+use crate::changes::{changed, Changed};
 use crate::db::schema::{api_keys, environments};
 use crate::db::DbConn;
 use crate::error::{Entity, Error, OrNotFound, Result};
-use crate::evaluation::source::{changed, Changed};
 use crate::ids::{random_token, ApiKeyId, EnvironmentId};
 use crate::time::Timestamp;
 use crate::validate;
@@ -124,7 +124,61 @@ pub fn revoke(
     })
 }
 
-/// The live key behind `secret`, with its environment.
+/// When keys were last used on this instance, not yet written: a key check
+/// notes the time here, and a background task writes the batch.
+#[derive(Default)]
+pub struct KeyUsage {
+    pending: std::sync::Mutex<std::collections::HashMap<ApiKeyId, Timestamp>>,
+}
+
+impl KeyUsage {
+    pub fn note(&self, key: &ApiKeyId) {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone(), Timestamp::now());
+    }
+
+    /// The use of `key` not yet written, if any.
+    pub fn pending(&self, key: &ApiKeyId) -> Option<Timestamp> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .copied()
+    }
+
+    pub fn take(&self) -> std::collections::HashMap<ApiKeyId, Timestamp> {
+        std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// Writes when keys were last used (never moving a time back).
+pub fn record_usage(
+    conn: &mut DbConn,
+    usage: &std::collections::HashMap<ApiKeyId, Timestamp>,
+) -> Result<()> {
+    for (id, at) in usage {
+        diesel::update(
+            api_keys::table.find(id).filter(
+                api_keys::last_used_at
+                    .is_null()
+                    .or(api_keys::last_used_at.lt(*at)),
+            ),
+        )
+        .set(api_keys::last_used_at.eq(*at))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The live key behind `secret`, with its environment, by a query; the hot
+/// path checks keys in the live model instead (`crate::web::api::ApiAuth`).
 pub fn authenticate(conn: &mut DbConn, secret: &str) -> Result<Option<(ApiKey, Environment)>> {
     if !secret.starts_with("sk_") || secret.len() > 200 {
         return Ok(None);
@@ -137,22 +191,5 @@ pub fn authenticate(conn: &mut DbConn, secret: &str) -> Result<Option<(ApiKey, E
         .select((ApiKey::as_select(), Environment::as_select()))
         .first(conn)
         .optional()?;
-    let Some((key, env)) = found else {
-        return Ok(None);
-    };
-    // The lookup used an index; this comparison keeps the final check
-    // independent of where the two hashes first differ.
-    if !bool::from(key.secret_hash.as_bytes().ct_eq(digest.as_bytes())) {
-        return Ok(None);
-    }
-    // Record use at most once a minute per key, not on every call.
-    let stale = key
-        .last_used_at
-        .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(60));
-    if stale {
-        diesel::update(api_keys::table.find(&key.id))
-            .set(api_keys::last_used_at.eq(Timestamp::now()))
-            .execute(conn)?;
-    }
-    Ok(Some((key, env)))
+    Ok(found.filter(|(key, _)| bool::from(key.secret_hash.as_bytes().ct_eq(digest.as_bytes()))))
 }

@@ -7,10 +7,10 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use crate::audit::{Actor, Change};
+use crate::changes::{changed, Changed};
 use crate::db::schema::{environments, flags, rules};
 use crate::db::{on_unique_violation, DbConn};
 use crate::error::{Entity, FieldErrors, OrNotFound, Result};
-use crate::evaluation::source::{changed, Changed};
 use crate::evaluation::Mode;
 use crate::ids::{ClientId, EnvironmentId, FlagId};
 use crate::time::Timestamp;

@@ -5,12 +5,10 @@
 //! WorkOS runtime rule set and the explainer. The [`model`] keeps, per
 //! environment, every flag's rule and an index of which flags a subject
 //! might get; the index only narrows the candidates, `decide` has the last
-//! word. Nothing here knows HTTP; only [`source`] and [`live`] touch the
-//! database.
+//! word. Nothing here knows HTTP or SQL; `crate::live` keeps the model
+//! up to date.
 
-pub mod live;
 pub mod model;
-pub mod source;
 
 use std::collections::BTreeSet;
 
@@ -68,6 +66,8 @@ pub struct Rule {
     pub organizations: BTreeSet<OrgId>,
 }
 
+// Not derived: `text_enum!` declares the enum.
+#[allow(clippy::derivable_impls)]
 impl Default for Mode {
     fn default() -> Self {
         Mode::None

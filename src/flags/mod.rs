@@ -12,12 +12,12 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 
 use crate::audit::{Actor, Change};
+use crate::changes::{changed, Changed};
 use crate::db::schema::{
     environments, flag_tags, flags, rules as rules_table, targets as targets_table,
 };
 use crate::db::{contains_pattern, lower, on_unique_violation, Db, DbConn};
 use crate::error::{Entity, Error, FieldErrors, OrNotFound, Refusal, Result};
-use crate::evaluation::source::{changed, Changed};
 use crate::evaluation::Mode;
 use crate::ids::{EnvironmentId, FlagId};
 use crate::paging::{Cursor, Page};
@@ -273,7 +273,9 @@ pub fn delete(conn: &mut DbConn, actor: &Actor, flag_id: &FlagId) -> Result<Flag
         crate::db::lock_flags_and_environments(conn)?;
         let flag = get(conn, flag_id)?;
         if !flag.archived {
-            return Err(Error::Refused(Refusal::FlagNotArchived));
+            return Err(Error::Refused(Refusal::FlagNotArchived {
+                name: flag.name.clone(),
+            }));
         }
         let tags = tags_of(conn, flag_id)?;
         announce(

@@ -105,9 +105,8 @@ fn provision_user(conn: &mut DbConn, actor: &Actor, input: &NewUser) -> Result<U
                 last_name: Some(input.last_name.clone()),
                 external_id: None,
             },
-        )
-        .map_err(|e| prefixed(e, "user.")),
-        None => users::create(conn, actor, input).map_err(|e| prefixed(e, "user.")),
+        ),
+        None => users::create(conn, actor, input),
     }
 }
 
@@ -127,24 +126,6 @@ fn provision_org(
             },
         ),
         None => organizations::create(conn, actor, input),
-    }
-    .map_err(|e| prefixed(e, "organization."))
-}
-
-/// Names the fields of an inline object's errors as the request does.
-fn prefixed(err: Error, prefix: &str) -> Error {
-    match err {
-        Error::Invalid(errors) => Error::Invalid(errors.prefixed(|f| format!("{prefix}{f}"))),
-        Error::Conflict {
-            field,
-            code,
-            message,
-        } => Error::Conflict {
-            field: format!("{prefix}{field}"),
-            code,
-            message,
-        },
-        other => other,
     }
 }
 

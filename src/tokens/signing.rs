@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 
 use super::keys::{self, KeySealer, SigningAlgorithm};
 use crate::audit::{Actor, Change};
+use crate::changes::{changed, Changed};
 use crate::db::schema::signing_keys;
 use crate::db::DbConn;
 use crate::error::{Error, Result};
-use crate::evaluation::source::{changed, Changed};
 use crate::ids::EnvironmentId;
 use crate::time::Timestamp;
 

@@ -220,6 +220,12 @@ fn dashboard(error: &Error) -> HttpResponse {
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect::<Vec<_>>()
             .join("; "),
+        Error::NotFound(Entity::Page | Entity::Route) => error.message(),
+        Error::NotFound(_) => format!(
+            "{} {}",
+            Error::NotFound(Entity::Page).message(),
+            error.message()
+        ),
         other => other.message(),
     };
     error_page(error.status(), title(error), &message)

@@ -294,7 +294,7 @@ async fn authorize(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<Evaluation> {
-    let auth = ApiAuth::check(state, secret_of(req)).await?;
+    let auth = ApiAuth::check(state, secret_of(req))?;
     let subject = parse_request(body)?;
     let context = state
         .read(move |conn| {

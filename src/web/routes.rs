@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{web, FromRequest, Handler, Resource, Responder};
+use actix_web::{guard, web, FromRequest, Handler, Resource, Responder};
 
 use super::errors::{render_errors, Surface};
 use crate::error::{Error, Refusal};
@@ -39,6 +39,8 @@ struct PathRoutes {
     customize: Vec<Customize>,
     /// Another surface than the table's, for this path.
     surface: Option<Surface>,
+    /// Whether other methods fall through to the routes after this path.
+    fall_through: bool,
 }
 
 /// Routes of one surface under one prefix, mounted when dropped, in the
@@ -88,6 +90,7 @@ impl<'a> Routes<'a> {
             routes: Vec::new(),
             customize: Vec::new(),
             surface: None,
+            fall_through: false,
         });
         self.paths.last_mut().expect("just pushed")
     }
@@ -163,6 +166,14 @@ impl<'a> Routes<'a> {
         self
     }
 
+    /// Lets the methods `path` does not answer fall through to the routes
+    /// mounted after it, instead of a 405: `/users/bulk` answers POST, and
+    /// a GET of it reads the user `bulk` at `/users/{id}`.
+    pub fn fall_through(&mut self, path: &str) -> &mut Self {
+        self.entry(path).fall_through = true;
+        self
+    }
+
     /// Gives every route of `path` another surface than the table's.
     pub fn surface(&mut self, path: &str, surface: Surface) -> &mut Self {
         self.entry(path).surface = Some(surface);
@@ -178,6 +189,12 @@ impl Drop for Routes<'_> {
             allow.sort();
             allow.dedup();
             let mut resource = web::resource(path.path.as_str());
+            if path.fall_through {
+                let methods = path.methods.clone();
+                resource = resource.guard(guard::fn_guard(move |ctx| {
+                    methods.contains(&ctx.head().method)
+                }));
+            }
             for route in path.routes {
                 resource = resource.route(route);
             }

@@ -422,7 +422,8 @@ pub struct RuleSets {
 
 impl RuleSets {
     fn get(&self, state: &AppState, env_id: &EnvironmentId) -> Result<Bytes> {
-        let (revision, model) = state.model.current();
+        let model = state.model();
+        let revision = model.revision;
         if let Some((built_at, body)) = self
             .built
             .lock()

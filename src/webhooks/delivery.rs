@@ -362,10 +362,7 @@ pub fn spawn(
     });
     actix_web::rt::spawn(async move {
         let mut pruned_at: Option<Instant> = None;
-        loop {
-            let Some(notify) = wakeup.upgrade() else {
-                break;
-            };
+        while let Some(notify) = wakeup.upgrade() {
             let _ = tokio::time::timeout(worker.settings.poll_interval, notify.notified()).await;
             drop(notify);
             if wakeup.strong_count() == 0 {

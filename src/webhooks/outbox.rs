@@ -85,7 +85,6 @@ pub fn subscribers(conn: &mut DbConn, event: &str, scope: Scope<'_>) -> Result<S
 /// same; `data` is the object the event is about.
 #[derive(Serialize)]
 struct Envelope<'a> {
-    object: &'static str,
     id: &'a WebhookEventId,
     event: &'a str,
     data: Value,
@@ -124,7 +123,6 @@ pub fn queue(
         }
         let event_id = WebhookEventId::generate();
         let payload = serde_json::to_string(&Envelope {
-            object: "event",
             id: &event_id,
             event,
             data,

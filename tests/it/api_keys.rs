@@ -136,6 +136,18 @@ async fn the_cli_prints_only_the_new_key_and_rotates_signing_keys(app: TestApp) 
     );
     assert!(secret.starts_with("sk_"));
     let api = app.api(Some(secret));
+    // The key was made by another process: the server's poll brings it.
+    crate::common::eventually(
+        "the new key works",
+        std::time::Duration::from_secs(3),
+        || async {
+            api.post("/api/v1/evaluate", json!({"user_id": user}))
+                .await
+                .status
+                == 200
+        },
+    )
+    .await;
     let before = api.post("/api/v1/sessions", json!({"user_id": user})).await;
     assert_eq!(before.status, 201);
     let old_kid = jsonwebtoken::decode_header(before.body["access_token"].as_str().unwrap())
@@ -205,6 +217,18 @@ async fn the_user_page_lists_active_sessions_and_revokes_them(app: TestApp) {
         ],
     );
     let secret = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    crate::common::eventually(
+        "the new key works",
+        std::time::Duration::from_secs(3),
+        || async {
+            app.api(Some(&secret))
+                .post("/api/v1/evaluate", json!({"user_id": user}))
+                .await
+                .status
+                == 200
+        },
+    )
+    .await;
     let session = app
         .api(Some(&secret))
         .post("/api/v1/sessions", json!({"user_id": user}))

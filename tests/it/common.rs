@@ -244,6 +244,23 @@ impl TestApp {
     }
 }
 
+/// Waits, up to `within`, for `check` to hold: for what another instance or
+/// process changed to reach this one, as its poll brings it.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A pooled connection that brings the model up to date when dropped.
 pub struct Conn {
     conn: Option<flagpole::db::PooledConn>,

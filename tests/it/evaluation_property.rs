@@ -145,7 +145,7 @@ async fn the_index_agrees_with_sql_on_random_rules(app: TestApp) {
                     &flagpole::flags::rules::RuleChange {
                         mode: Some(mode),
                         targets: flagpole::flags::rules::TargetChange::Edit {
-                            add: add,
+                            add,
                             remove: Vec::new(),
                         },
                         expected_version: Some(1),

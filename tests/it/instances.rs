@@ -49,7 +49,13 @@ async fn a_change_through_one_instance_reaches_another_within_seconds(app: TestA
             .body["feature_flags"]
             .clone()
     };
-    assert_eq!(evaluate().await, json!([]));
+    // What was made on the first instance reaches the other by its poll.
+    crate::common::eventually(
+        "the key and the flag on the other instance",
+        Duration::from_secs(3),
+        || async { evaluate().await == json!([]) },
+    )
+    .await;
 
     // Through the first instance's dashboard: All, then on.
     let admin = app.owner().await;

@@ -405,6 +405,7 @@ async fn feature_flags_list_and_page_like_workos(app: TestApp) {
             "id",
             "name",
             "object",
+            "owner",
             "slug",
             "tags",
             "updated_at"
@@ -750,7 +751,15 @@ async fn the_runtime_rule_set_agrees_with_flagpoles_evaluation(app: TestApp) {
         .put_json("/feature-flags/off/enable", None, json!({}))
         .await;
     assert_eq!(r.status, 200);
-    let after = api.get("/sdk/feature-flags").await;
+    // Another instance's change reaches this one's model within its poll.
+    let mut after = api.get("/sdk/feature-flags").await;
+    for _ in 0..40 {
+        if after.body["off"]["enabled"] == true {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        after = api.get("/sdk/feature-flags").await;
+    }
     assert_eq!(after.body["off"]["enabled"], true);
     assert_eq!(after.body["off"]["default_value"], true);
     let r = api

@@ -30,8 +30,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     Routes::documented(cfg, API_PREFIX, Surface::Api)
         .post("/organizations/bulk", bulk_orgs)
         .data("/organizations/bulk", BodyLimit(BULK_JSON_LIMIT))
+        .fall_through("/organizations/bulk")
         .post("/users/bulk", bulk_users)
         .data("/users/bulk", BodyLimit(BULK_JSON_LIMIT))
+        .fall_through("/users/bulk")
         .get("/organizations", list_orgs)
         .post("/organizations", create_org)
         .get("/organizations/{id}", get_org)
@@ -561,8 +563,8 @@ async fn delete_user(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkUsers {
-    #[schema(required = true)]
-    pub data: Option<Vec<BulkUserItem>>,
+    #[schema(required = true, value_type = Vec<BulkUserItem>)]
+    pub data: Option<Vec<serde_json::Value>>,
 }
 
 /// A user of a bulk upsert. An absent field keeps its current value when
@@ -581,8 +583,8 @@ pub struct BulkUserItem {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkOrganizations {
-    #[schema(required = true)]
-    pub data: Option<Vec<BulkOrganizationItem>>,
+    #[schema(required = true, value_type = Vec<BulkOrganizationItem>)]
+    pub data: Option<Vec<serde_json::Value>>,
 }
 
 /// An organization of a bulk upsert. A new organization needs a name.
@@ -594,9 +596,12 @@ pub struct BulkOrganizationItem {
     pub name: Option<String>,
 }
 
-/// The objects of a bulk body, checked for their number first, so an
-/// oversized request is refused before anything is read into it.
-fn bulk_data<T>(data: Option<Vec<T>>) -> Result<Vec<T>> {
+/// The objects of a bulk body: counted first, so an oversized request is
+/// refused before its objects are read, then read one by one, so that a
+/// wrong value is named as `data[3].email`.
+fn bulk_data<T: serde::de::DeserializeOwned>(
+    data: Option<Vec<serde_json::Value>>,
+) -> Result<Vec<T>> {
     let data = data.ok_or_else(|| {
         Error::invalid(
             "data",
@@ -604,7 +609,27 @@ fn bulk_data<T>(data: Option<Vec<T>>) -> Result<Vec<T>> {
         )
     })?;
     bulk::check_size(data.len())?;
-    Ok(data)
+    data.into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if !item.is_object() {
+                return Err(Error::invalid(
+                    format!("data[{i}]"),
+                    "Each element of data is a JSON object.",
+                ));
+            }
+            serde_path_to_error::deserialize(item).map_err(|err| {
+                let path = err.path().to_string();
+                let field = if path == "." {
+                    format!("data[{i}]")
+                } else {
+                    format!("data[{i}].{path}")
+                };
+                let message = err.into_inner().to_string();
+                Error::invalid(field.clone(), format!("{field}: {message}"))
+            })
+        })
+        .collect()
 }
 
 /// Creates or updates users by `external_id`, all or none.
@@ -627,7 +652,7 @@ async fn bulk_users(
     auth: ApiAuth,
     body: Json<BulkUsers>,
 ) -> Result<HttpResponse> {
-    let items: Vec<BulkUser> = bulk_data(body.into_inner().data)?
+    let items: Vec<BulkUser> = bulk_data::<BulkUserItem>(body.into_inner().data)?
         .into_iter()
         .map(|item| BulkUser {
             external_id: item.external_id.unwrap_or_default(),
@@ -663,7 +688,7 @@ async fn bulk_orgs(
     auth: ApiAuth,
     body: Json<BulkOrganizations>,
 ) -> Result<HttpResponse> {
-    let items: Vec<BulkOrganization> = bulk_data(body.into_inner().data)?
+    let items: Vec<BulkOrganization> = bulk_data::<BulkOrganizationItem>(body.into_inner().data)?
         .into_iter()
         .map(|item| BulkOrganization {
             external_id: item.external_id.unwrap_or_default(),

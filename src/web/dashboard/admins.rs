@@ -132,9 +132,9 @@ async fn delete_admin(ctx: Ctx, path: web::Path<String>, _form: Form) -> Result<
     ctx.require_owner()?;
     let id = admin_id(&path)?;
     if id == ctx.admin.id {
-        return Err(Error::forbidden(
-            "You cannot remove your own account. Ask another owner.",
-        ));
+        return Err(Error::Refused(crate::error::Refusal::NotPossible {
+            message: "You cannot remove your own account. Ask another owner.".into(),
+        }));
     }
     let actor = ctx.actor();
     ctx.state

@@ -120,6 +120,7 @@ async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpRe
                         created: k.created_at.human(),
                         last_used: k
                             .last_used_at
+                            .max(state.key_usage.pending(&k.id))
                             .map(|t| t.human())
                             .unwrap_or_else(|| "never".into()),
                         revoked: k.revoked_at.is_some(),

@@ -379,7 +379,9 @@ async fn delete(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<HttpRes
     ctx.require_editor()?;
     let flag = load_flag(&ctx, &path).await?;
     if !flag.archived {
-        return Err(Error::Refused(crate::error::Refusal::FlagNotArchived));
+        return Err(Error::Refused(crate::error::Refusal::FlagNotArchived {
+            name: flag.name.clone(),
+        }));
     }
     if !form.checkbox("confirmed") {
         return render(&ConfirmDeletePage {

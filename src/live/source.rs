@@ -1,54 +1,18 @@
-//! Where the model comes from: the rules and targets in the database, and
-//! the revision that says when they changed.
-//!
-//! Invalidation is separate from the audit trail: a service that writes
-//! something an answer depends on (a rule, its targets, a flag's slug or
-//! archived state, an environment, a deleted user or organization, a key)
-//! says so with [`changed`], in its own transaction. Creating a user or a
-//! membership changes no answer and says nothing.
+//! Where the live model comes from: the rules, targets and keys in the
+//! database.
 
 use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::{FlagRule, Mode, Rule, TargetKind};
-use crate::db::schema::{flags, revisions, rules, targets};
+use crate::db::schema::{api_keys, environments, flags, rules, targets};
 use crate::db::DbConn;
+use crate::environments::api_keys::ApiKey;
+use crate::environments::Environment;
 use crate::error::Result;
+use crate::evaluation::{FlagRule, Mode, Rule, TargetKind};
 use crate::ids::{EnvironmentId, FlagId, OrgId, UserId};
 use crate::validate::Slug;
-
-/// What was changed, as the model will need to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Changed<'a> {
-    /// A rule: its mode, switch or targets.
-    Rule(&'a FlagId, &'a EnvironmentId),
-    /// A flag as a whole: created, archived, brought back or deleted.
-    Flag(&'a FlagId),
-    /// An environment: created or changed.
-    Environment(&'a EnvironmentId),
-    /// A user or an organization that targets may name was deleted.
-    Subject(&'a str),
-    /// An environment's API keys or signing keys.
-    Credentials(&'a EnvironmentId),
-}
-
-/// Records, in the caller's transaction, that something an answer depends
-/// on changed: the revision goes up, and every instance's model follows.
-pub fn changed(conn: &mut DbConn, _what: Changed<'_>) -> Result<()> {
-    diesel::update(revisions::table.find(1))
-        .set(revisions::revision.eq(revisions::revision + 1))
-        .execute(conn)?;
-    Ok(())
-}
-
-/// The revision of everything the model is built from.
-pub fn revision(conn: &mut DbConn) -> Result<i64> {
-    Ok(revisions::table
-        .find(1)
-        .select(revisions::revision)
-        .first(conn)?)
-}
 
 /// Every flag's rule in every environment, with the targets of the rules.
 pub fn load_all(conn: &mut DbConn) -> Result<Vec<(EnvironmentId, FlagRule)>> {
@@ -107,4 +71,13 @@ pub fn load_all(conn: &mut DbConn) -> Result<Vec<(EnvironmentId, FlagRule)>> {
             )
         })
         .collect())
+}
+
+/// Every live (not revoked) API key with its environment.
+pub fn load_keys(conn: &mut DbConn) -> Result<Vec<(ApiKey, Environment)>> {
+    Ok(api_keys::table
+        .inner_join(environments::table)
+        .filter(api_keys::revoked_at.is_null())
+        .select((ApiKey::as_select(), Environment::as_select()))
+        .load(conn)?)
 }
