@@ -109,6 +109,11 @@ pub fn update(
         .map(|e| check_external_id(&mut errors, "external_id", e));
     errors.into_result()?;
     crate::db::write_transaction(conn, |conn| {
+        // Lock the row before reading it, so a concurrent change of another
+        // field waits and is merged, not overwritten.
+        diesel::update(organizations::table.find(id))
+            .set(organizations::updated_at.eq(organizations::updated_at))
+            .execute(conn)?;
         let before = get(conn, id)?;
         let name = name.clone().unwrap_or_else(|| before.name.clone());
         let external_id = external_id

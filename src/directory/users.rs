@@ -119,6 +119,11 @@ pub fn update(conn: &mut DbConn, actor: &Actor, id: &UserId, patch: &UserPatch) 
         .map(|e| errors.check("external_id", validate::external_id(e)));
     errors.into_result()?;
     crate::db::write_transaction(conn, |conn| {
+        // Lock the row before reading it, so a concurrent change of another
+        // field waits and is merged, not overwritten.
+        diesel::update(users::table.find(id))
+            .set(users::updated_at.eq(users::updated_at))
+            .execute(conn)?;
         let before = get(conn, id)?;
         let after = User {
             email: email.clone().unwrap_or_else(|| before.email.clone()),

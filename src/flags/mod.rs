@@ -186,6 +186,11 @@ pub fn update(
     let tags = patch.tags.as_deref().map(|t| check_tags(&mut errors, t));
     errors.into_result()?;
     crate::db::write_transaction(conn, |conn| {
+        // Lock the row before reading it, so a concurrent change of another
+        // field waits and is merged, not overwritten.
+        diesel::update(flags::table.find(flag_id))
+            .set(flags::updated_at.eq(flags::updated_at))
+            .execute(conn)?;
         let before = get(conn, flag_id)?;
         let before_tags = tags_of(conn, flag_id)?;
         diesel::update(flags::table.find(flag_id))

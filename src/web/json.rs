@@ -58,12 +58,9 @@ fn describe(inner: serde_json::Error, path: String) -> Error {
         .unwrap_or(&message)
         .to_string();
     if let Some(rest) = message.strip_prefix("unknown field `") {
+        // The path ends at the unknown field itself.
         let name = rest.split('`').next().unwrap_or_default();
-        let field = if path == "." {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        };
+        let field = if path == "." { name.to_string() } else { path };
         return Error::invalid(
             field.clone(),
             format!("{field} is not a field of this request ({message})."),
