@@ -161,7 +161,7 @@ pub fn delete(conn: &mut DbConn, actor: &Actor, id: &OrgId) -> Result<()> {
     })
 }
 
-/// Organizations whose name, id or external id contains `q` (all when `q`
+/// Organizations whose name or external id contains `q`, or whose id is `q` (all when `q`
 /// is blank), unordered, for lists to sort and page.
 fn matching<'a>(q: &str) -> organizations::BoxedQuery<'a, Db> {
     let mut query = organizations::table.into_boxed();
@@ -174,7 +174,7 @@ fn matching<'a>(q: &str) -> organizations::BoxedQuery<'a, Db> {
                 .or(lower(organizations::external_id.assume_not_null())
                     .like(p.clone())
                     .escape('\\'))
-                .or(lower(organizations::id).like(p).escape('\\')),
+                .or(lower(organizations::id).eq(q.trim().to_lowercase())),
         );
     }
     query

@@ -181,7 +181,7 @@ pub fn delete(conn: &mut DbConn, actor: &Actor, id: &UserId) -> Result<()> {
     })
 }
 
-/// Users whose email, name, id or external id contains `q` (all when `q` is
+/// Users whose email, name, or external id contains `q`, or whose id is `q` (all when `q` is
 /// blank), unordered, for lists to sort and page.
 fn matching<'a>(q: &str) -> users::BoxedQuery<'a, Db> {
     let mut query = users::table.into_boxed();
@@ -196,7 +196,7 @@ fn matching<'a>(q: &str) -> users::BoxedQuery<'a, Db> {
                 .or(lower(users::external_id.assume_not_null())
                     .like(p.clone())
                     .escape('\\'))
-                .or(lower(users::id).like(p).escape('\\')),
+                .or(lower(users::id).eq(q.trim().to_lowercase())),
         );
     }
     query

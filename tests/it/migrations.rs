@@ -67,19 +67,31 @@ fn sqlite_schema(conn: &mut SqliteConnection) -> Vec<String> {
 }
 
 fn postgres_schema(conn: &mut PgConnection) -> Vec<String> {
+    // Other tests create and drop their own schemas meanwhile, so the rows of
+    // this schema are chosen first (materialized) and only then described:
+    // pg_get_expr and friends open the relation and fail on one just dropped.
     diesel::sql_query(
-        "SELECT line FROM ( \
-           SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || \
-                  is_nullable || ' ' || coalesce(column_default, '') AS line \
-             FROM information_schema.columns WHERE table_schema = current_schema() \
+        "WITH rels AS MATERIALIZED ( \
+           SELECT c.oid, c.relname, c.relkind FROM pg_class c \
+            WHERE c.relnamespace = current_schema()::regnamespace \
+              AND c.relname NOT LIKE '%__diesel_schema_migrations%' \
+         ), cols AS MATERIALIZED ( \
+           SELECT r.relname, a.attname, a.atttypid, a.atttypmod, a.attnotnull, d.adbin, d.adrelid \
+             FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+            WHERE r.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped \
+         ), cons AS MATERIALIZED ( \
+           SELECT c.oid, c.conname FROM pg_constraint c JOIN rels r ON r.oid = c.conrelid \
+         ) \
+         SELECT line FROM ( \
+           SELECT 'column ' || relname || '.' || attname || ' ' || format_type(atttypid, atttypmod) || \
+                  CASE WHEN attnotnull THEN ' not null ' ELSE ' null ' END || \
+                  coalesce(pg_get_expr(adbin, adrelid), '') AS line FROM cols \
            UNION ALL \
-           SELECT 'index ' || indexname || ': ' || indexdef FROM pg_indexes \
-             WHERE schemaname = current_schema() \
+           SELECT 'index ' || relname || ': ' || pg_get_indexdef(oid) FROM rels WHERE relkind = 'i' \
            UNION ALL \
-           SELECT 'constraint ' || conname || ': ' || pg_get_constraintdef(c.oid) \
-             FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
-             WHERE n.nspname = current_schema() \
-         ) objects WHERE line NOT LIKE '%__diesel_schema_migrations%' ORDER BY line",
+           SELECT 'constraint ' || conname || ': ' || pg_get_constraintdef(oid) FROM cons \
+         ) objects ORDER BY line",
     )
     .load::<Line>(conn)
     .unwrap()
