@@ -54,6 +54,14 @@ pub struct Config {
     pub http_workers: Option<usize>,
     /// How often the last use of keys is written (default 30 s).
     pub key_usage_flush_interval: Duration,
+    /// `FLAGPOLE_MODEL_POLL_MS`: how often the live model reads the change
+    /// log when nothing told it of a change (default 1000 ms). Writes of this
+    /// instance, and on PostgreSQL those of every instance (`NOTIFY`), reach
+    /// it at once; the poll is the fallback.
+    pub model_poll_interval: Duration,
+    /// How long the change log keeps a change (default 1 h); an instance
+    /// further behind builds its model afresh.
+    pub change_retention: Duration,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://flagpole.db";
@@ -76,6 +84,8 @@ pub const DEFAULT_WEBHOOK_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SIGNER_CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEY_USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_MODEL_POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(60 * 60);
 
 impl Config {
     /// Reads the settings from the process environment, generating and keeping
@@ -148,6 +158,21 @@ impl Config {
             signer_cache_ttl: DEFAULT_SIGNER_CACHE_TTL,
             http_workers: None,
             key_usage_flush_interval: DEFAULT_KEY_USAGE_FLUSH_INTERVAL,
+            model_poll_interval: match var("FLAGPOLE_MODEL_POLL_MS") {
+                None => DEFAULT_MODEL_POLL_INTERVAL,
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (10..=60_000).contains(n))
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "FLAGPOLE_MODEL_POLL_MS must be a whole number of milliseconds from 10 to 60000 (got {v:?})"
+                        )
+                    })?,
+            },
+            change_retention: DEFAULT_CHANGE_RETENTION,
         };
         config.validate()?;
         Ok(config)
@@ -211,6 +236,15 @@ impl Config {
             signer_cache_ttl: DEFAULT_SIGNER_CACHE_TTL,
             http_workers: None,
             key_usage_flush_interval: DEFAULT_KEY_USAGE_FLUSH_INTERVAL,
+            model_poll_interval: DEFAULT_MODEL_POLL_INTERVAL,
+            change_retention: DEFAULT_CHANGE_RETENTION,
+        }
+    }
+
+    pub fn applier_settings(&self) -> crate::live::ApplierSettings {
+        crate::live::ApplierSettings {
+            poll_interval: self.model_poll_interval,
+            retention: self.change_retention,
         }
     }
 

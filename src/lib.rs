@@ -42,6 +42,9 @@ use error::Result;
 use live::LiveModel;
 use live::Snapshot;
 
+/// The longest a write waits for the model to reflect it.
+const WRITE_WAITS_FOR_MODEL: Duration = Duration::from_secs(5);
+
 /// What every request handler shares.
 pub struct AppState {
     pub pool: Pool,
@@ -51,7 +54,7 @@ pub struct AppState {
     /// Seals signing keys and webhook secrets at rest.
     pub sealer: tokens::keys::KeySealer,
     pub signers: tokens::signing::SignerCache,
-    pub model: LiveModel,
+    pub model: Arc<LiveModel>,
     /// When each key was last used on this instance, not yet written.
     pub key_usage: environments::api_keys::KeyUsage,
     /// Wakes the webhook worker after a change of this instance.
@@ -72,26 +75,35 @@ impl AppState {
         db::run(&self.pool, f).await
     }
 
-    /// Runs `f`, which writes (in its own transactions), then brings this
-    /// instance's model up to date before answering, so the caller's next
-    /// request sees its change; the webhook worker is woken for what the
-    /// change queued. A write that committed is never reported as failed:
-    /// if the model cannot be brought up to date, the poll will.
+    /// Runs `f`, which writes (in its own transactions), then waits until
+    /// this instance's model reflects the write before answering, so the
+    /// caller's next request sees its change; the webhook worker is woken
+    /// for what the change queued. A write that committed is never reported
+    /// as failed: if the model is slow to follow, the answer goes out anyway
+    /// and the model catches up in the background.
     pub async fn write<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let state = self.clone();
-        db::run(&self.pool, move |conn| {
+        let (result, revision) = db::run(&self.pool, move |conn| {
             let result = f(conn)?;
-            state.webhook_wakeup.notify_one();
-            if let Err(e) = state.model.sync(conn) {
-                tracing::warn!(error = %e, "updating the evaluation model after a write failed");
-            }
-            Ok(result)
+            Ok((result, changes::revision(conn).ok()))
         })
-        .await
+        .await?;
+        self.webhook_wakeup.notify_one();
+        if let Some(revision) = revision {
+            if revision > self.model.revision() {
+                self.model.wake();
+                if !self.model.reach(revision, WRITE_WAITS_FOR_MODEL).await {
+                    tracing::warn!(
+                        revision,
+                        "the live model did not reflect a write in time; answering anyway"
+                    );
+                }
+            }
+        }
+        Ok(result)
     }
 
     /// The live model as of the last change this instance has seen.
@@ -130,15 +142,19 @@ impl Application {
             login_throttle: admins::throttle::LoginThrottle::default(),
             sealer: tokens::keys::KeySealer::new(&config.secret_key),
             signers: tokens::signing::SignerCache::new(config.signer_cache_ttl),
-            model: LiveModel::default(),
+            model: Arc::new(LiveModel::default()),
             key_usage: environments::api_keys::KeyUsage::default(),
             webhook_wakeup: Arc::default(),
             rule_sets: web::workos::RuleSets::default(),
             config,
         });
-        let model_state = state.clone();
-        state.read(move |conn| model_state.model.sync(conn)).await?;
-        spawn_model_poller(state.clone());
+        let model = state.model.clone();
+        state.read(move |conn| model.catch_up(conn)).await?;
+        state.model.spawn_applier(
+            state.pool.clone(),
+            url.clone(),
+            state.config.applier_settings(),
+        )?;
         spawn_usage_flusher(state.clone());
         if state.config.webhook_delivery {
             webhooks::delivery::spawn(
@@ -186,23 +202,6 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
-}
-
-/// Checks the database revision every second, so changes made by other
-/// instances reach this one's model within about a second. It holds the
-/// state weakly, so it stops when the application is dropped.
-fn spawn_model_poller(state: actix_web::web::Data<AppState>) {
-    let weak = Arc::downgrade(&state.into_inner());
-    actix_web::rt::spawn(async move {
-        loop {
-            actix_web::rt::time::sleep(Duration::from_secs(1)).await;
-            let Some(state) = weak.upgrade() else { break };
-            let synced = state.clone();
-            if let Err(e) = state.read(move |conn| synced.model.sync(conn)).await {
-                tracing::warn!(error = %e, "refreshing the evaluation model failed");
-            }
-        }
-    });
 }
 
 /// Writes when keys were last used, in one batch, every

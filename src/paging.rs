@@ -69,6 +69,35 @@ impl Cursor {
         self.descending != self.backwards()
     }
 
+    /// The page of `items` (in any order) this cursor selects, by the same
+    /// rules as [`paginate!`] applies to a query: for lists kept in memory.
+    pub fn page_of<T>(&self, mut items: Vec<T>, id: impl Fn(&T) -> String) -> Page<T> {
+        items.retain(|item| {
+            let item_id = id(item);
+            let after_ok = self.after.as_ref().is_none_or(|after| {
+                if self.descending {
+                    item_id < *after
+                } else {
+                    item_id > *after
+                }
+            });
+            let before_ok = self.before.as_ref().is_none_or(|before| {
+                if self.descending {
+                    item_id > *before
+                } else {
+                    item_id < *before
+                }
+            });
+            after_ok && before_ok
+        });
+        items.sort_by_cached_key(|item| id(item));
+        if self.sorts_descending() {
+            items.reverse();
+        }
+        items.truncate(self.limit as usize + 1);
+        self.finish(items, id)
+    }
+
     /// Turns `limit + 1` rows read in query order into a page.
     pub fn finish<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> String) -> Page<T> {
         let more = rows.len() as i64 > self.limit;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::directory::User;
 use crate::evaluation::model::EnvironmentModel;
-use crate::evaluation::{decide, named_subjects, Context, FlagRule};
+use crate::evaluation::{named_subjects, FlagRule};
 use crate::ids::{FlagId, UserId};
 use crate::paging::Page;
 use crate::time::Timestamp;
@@ -132,9 +132,7 @@ pub struct RuntimeTarget {
 /// and the subjects the rule turns it on for by name. The client's
 /// `isEnabled(slug, {userId, organizationId})` then agrees with Flagpole.
 pub fn runtime_flag(flag: &FlagRule) -> RuntimeFlag<'_> {
-    let mut switched_on = flag.clone();
-    switched_on.rule.enabled = true;
-    let default_value = decide(&switched_on, &Context::default()).on;
+    let default_value = crate::evaluation::value_for_anyone(flag.rule.mode);
     let (users, organizations) = named_subjects(&flag.rule);
     let target = |id: &str| RuntimeTarget {
         id: id.to_string(),

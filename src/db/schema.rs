@@ -223,6 +223,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    changes (revision) {
+        revision -> BigInt,
+        kind -> Text,
+        flag_id -> Nullable<Text>,
+        environment_id -> Nullable<Text>,
+        subject_id -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
 diesel::joinable!(flag_tags -> flags (flag_id));
 diesel::joinable!(rules -> flags (flag_id));
 diesel::joinable!(rules -> environments (environment_id));
@@ -256,4 +267,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_deliveries,
     webhook_attempts,
     revisions,
+    changes,
 );

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::{Organization, User};
 use crate::audit::{Actor, Change};
+use crate::changes::{changed, Changed};
 use crate::db::schema::{memberships, users};
 use crate::db::{is_unique_violation, DbConn};
 use crate::error::{Entity, Error, OrNotFound, Result};
@@ -67,6 +68,19 @@ pub(crate) fn insert(conn: &mut DbConn, membership: &Membership) -> Result<()> {
                 e.into()
             }
         })?;
+    announce_to_model(conn, &membership.user_id, &membership.organization_id)
+}
+
+/// A membership changes an answer only when rules target the organization
+/// (the per-user lists include its flags); only then is the model told.
+/// The check waits for changes being made meanwhile, so an organization
+/// targeted at this very moment either is seen targeted here or has its
+/// members read by the model after this membership is committed.
+fn announce_to_model(conn: &mut DbConn, user: &UserId, org: &OrgId) -> Result<()> {
+    crate::changes::wait_for_changes(conn)?;
+    if crate::flags::targets::is_targeted(conn, org.as_str())? {
+        changed(conn, Changed::Membership(user))?;
+    }
     Ok(())
 }
 
@@ -82,6 +96,7 @@ pub fn remove(conn: &mut DbConn, actor: &Actor, org: &Organization, user: &User)
         if removed == 0 {
             return Err(Error::NotFound(Entity::Membership));
         }
+        announce_to_model(conn, &user.id, &org.id)?;
         Change::new("membership.removed", "organization", &org.id, &org.name)
             .before(json!({"member": user.email}))
             .record(conn, actor)?;

@@ -156,25 +156,3 @@ pub(crate) fn user_unique_field(detail: &str) -> (&'static str, &'static str) {
 
 pub(crate) const EXTERNAL_ID_TAKEN: &str = "Another object already has this external id.";
 
-/// The user `user_key` names and, if `org_key` is given, the organization
-/// it names, which the user must belong to (`NotAMember` otherwise).
-pub fn resolve_member(
-    conn: &mut DbConn,
-    user_key: &str,
-    org_key: Option<&str>,
-) -> Result<(User, Option<Organization>)> {
-    let user = users::named(conn, user_key)?;
-    let org = match org_key {
-        None => None,
-        Some(key) => {
-            let org = organizations::named(conn, key)?;
-            if !is_member(conn, &user.id, &org.id)? {
-                return Err(crate::error::Error::Refused(
-                    crate::error::Refusal::NotAMember,
-                ));
-            }
-            Some(org)
-        }
-    };
-    Ok((user, org))
-}

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{Organization, EXTERNAL_ID_TAKEN};
 use crate::audit::{Actor, Change};
 use crate::changes::{changed, Changed};
-use crate::db::schema::{memberships, organizations, targets};
+use crate::db::schema::{memberships, organizations};
 use crate::db::{contains_pattern, lower, on_unique_violation, Db, DbConn};
 use crate::error::{Entity, FieldErrors, OrNotFound, Result};
 use crate::ids::OrgId;
@@ -146,14 +146,11 @@ pub fn update(
 pub fn delete(conn: &mut DbConn, actor: &Actor, id: &OrgId) -> Result<()> {
     crate::db::write_transaction(conn, |conn| {
         let before = get(conn, id)?;
-        let targeted = diesel::delete(targets::table.filter(targets::target_id.eq(id.as_str())))
-            .execute(conn)?;
+        crate::flags::targets::forget_subject(conn, id.as_str())?;
         diesel::delete(memberships::table.filter(memberships::organization_id.eq(id)))
             .execute(conn)?;
         diesel::delete(organizations::table.find(id)).execute(conn)?;
-        if targeted > 0 {
-            changed(conn, Changed::Subject(id.as_str()))?;
-        }
+        changed(conn, Changed::Subject(id.as_str()))?;
         Change::new("organization.deleted", "organization", id, &before.name)
             .before(state(&before))
             .record(conn, actor)?;

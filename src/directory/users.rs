@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{user_unique_field, User};
 use crate::audit::{Actor, Change};
 use crate::changes::{changed, Changed};
-use crate::db::schema::{memberships, targets, users};
+use crate::db::schema::{memberships, users};
 use crate::db::{contains_pattern, lower, on_unique_violation, Db, DbConn};
 use crate::error::{Entity, FieldErrors, OrNotFound, Result};
 use crate::ids::UserId;
@@ -167,13 +167,10 @@ pub fn update(conn: &mut DbConn, actor: &Actor, id: &UserId, patch: &UserPatch) 
 pub fn delete(conn: &mut DbConn, actor: &Actor, id: &UserId) -> Result<()> {
     crate::db::write_transaction(conn, |conn| {
         let before = get(conn, id)?;
-        let targeted = diesel::delete(targets::table.filter(targets::target_id.eq(id.as_str())))
-            .execute(conn)?;
+        crate::flags::targets::forget_subject(conn, id.as_str())?;
         diesel::delete(memberships::table.filter(memberships::user_id.eq(id))).execute(conn)?;
         diesel::delete(users::table.find(id)).execute(conn)?;
-        if targeted > 0 {
-            changed(conn, Changed::Subject(id.as_str()))?;
-        }
+        changed(conn, Changed::Subject(id.as_str()))?;
         Change::new("user.deleted", "user", id, before.email.as_str())
             .before(state(&before))
             .record(conn, actor)?;

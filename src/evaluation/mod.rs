@@ -147,8 +147,12 @@ impl Decision {
 
 /// The one decision: is `flag` on for `context`, and why.
 pub fn decide(flag: &FlagRule, context: &Context) -> Decision {
-    let rule = &flag.rule;
-    let (on, reason) = if flag.archived || !rule.enabled {
+    decide_rule(flag.archived, &flag.rule, context)
+}
+
+/// [`decide`] for a rule of a flag that is `archived` or not.
+fn decide_rule(archived: bool, rule: &Rule, context: &Context) -> Decision {
+    let (on, reason) = if archived || !rule.enabled {
         (false, Reason::Disabled)
     } else {
         match rule.mode {
@@ -187,6 +191,17 @@ pub fn named_subjects(rule: &Rule) -> (Vec<&UserId>, Vec<&OrgId>) {
     } else {
         (Vec::new(), Vec::new())
     }
+}
+
+/// What a live flag whose rule has `mode` gives, while switched on, a
+/// context that no target names: WorkOS's `default_value`.
+pub fn value_for_anyone(mode: Mode) -> bool {
+    let rule = Rule {
+        enabled: true,
+        mode,
+        ..Rule::default()
+    };
+    decide_rule(false, &rule, &Context::default()).on
 }
 
 /// Whether a flag may be on for a context that names nobody it targets:

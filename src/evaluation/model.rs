@@ -2,12 +2,18 @@
 //! index of the flags that might be on for a subject, so that evaluating a
 //! context costs in proportion to its answer, not to the number of flags.
 //! The index is a superset; [`decide`] confirms each candidate.
+//!
+//! The maps are persistent (`imbl`): cloning a model is O(1) and a change
+//! copies only the paths it touches, so a new snapshot with one rule changed
+//! costs in proportion to that rule's targets, while readers keep the old
+//! one for as long as they hold it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use imbl::{HashMap, OrdMap, OrdSet};
+
 use super::{decide, named_subjects, on_for_anyone, Context, Decision, FlagRule};
-use crate::ids::EnvironmentId;
+use crate::ids::{EnvironmentId, FlagId};
 
 /// Every environment's flags.
 #[derive(Debug, Default, Clone)]
@@ -19,12 +25,14 @@ pub struct Model {
 #[derive(Debug, Default, Clone)]
 pub struct EnvironmentModel {
     /// Every flag, archived ones included, by slug.
-    flags: BTreeMap<String, Arc<FlagRule>>,
+    flags: OrdMap<Arc<str>, Arc<FlagRule>>,
+    /// The slug of each flag, by id.
+    slugs: HashMap<FlagId, Arc<str>>,
     /// Flags that may be on whoever asks (mode All, enabled), by slug.
-    for_anyone: BTreeSet<String>,
+    for_anyone: OrdSet<Arc<str>>,
     /// Flags that may be on for a subject because they name it, by the
     /// subject's Flagpole id.
-    by_subject: HashMap<String, BTreeSet<String>>,
+    by_subject: HashMap<Arc<str>, OrdSet<Arc<str>>>,
 }
 
 impl Model {
@@ -32,11 +40,7 @@ impl Model {
     pub fn build(rules: impl IntoIterator<Item = (EnvironmentId, FlagRule)>) -> Self {
         let mut model = Model::default();
         for (environment, flag) in rules {
-            model
-                .environments
-                .entry(environment)
-                .or_default()
-                .insert(Arc::new(flag));
+            model.set_rule(&environment, flag);
         }
         model
     }
@@ -45,39 +49,107 @@ impl Model {
         self.environments.get(id)
     }
 
+    /// The ids of the environments the model knows.
+    pub fn environment_ids(&self) -> impl Iterator<Item = &EnvironmentId> + '_ {
+        self.environments.keys()
+    }
+
     /// The sorted slugs on for `context` in an environment.
     pub fn evaluate(&self, environment: &EnvironmentId, context: &Context) -> Vec<String> {
         self.environment(environment)
             .map(|env| env.evaluate(context))
             .unwrap_or_default()
     }
+
+    /// Makes sure an environment exists, with no flags yet.
+    pub fn add_environment(&mut self, id: &EnvironmentId) {
+        self.environments.entry(id.clone()).or_default();
+    }
+
+    /// Forgets an environment and its rules.
+    pub fn remove_environment(&mut self, id: &EnvironmentId) {
+        self.environments.remove(id);
+    }
+
+    /// Sets one flag's rule in one environment, replacing what was there.
+    pub fn set_rule(&mut self, environment: &EnvironmentId, flag: FlagRule) {
+        let env = self.environments.entry(environment.clone()).or_default();
+        env.remove(&flag.id);
+        env.insert(Arc::new(flag));
+    }
+
+    /// Forgets one flag's rule in one environment.
+    pub fn remove_rule(&mut self, environment: &EnvironmentId, flag: &FlagId) {
+        if let Some(env) = self.environments.get_mut(environment) {
+            env.remove(flag);
+        }
+    }
+
+    /// Forgets a flag in every environment.
+    pub fn remove_flag(&mut self, flag: &FlagId) {
+        for (_, env) in self.environments.iter_mut() {
+            env.remove(flag);
+        }
+    }
 }
 
 impl EnvironmentModel {
     fn insert(&mut self, flag: Arc<FlagRule>) {
-        let slug = flag.slug.to_string();
+        let slug: Arc<str> = Arc::from(flag.slug.as_str());
         if on_for_anyone(&flag) {
             self.for_anyone.insert(slug.clone());
         }
-        if !flag.archived && flag.rule.enabled {
-            let (users, organizations) = named_subjects(&flag.rule);
-            let ids = users
-                .into_iter()
-                .map(|u| u.as_str())
-                .chain(organizations.into_iter().map(|o| o.as_str()));
-            for id in ids {
+        if indexed(&flag) {
+            for id in subject_ids(&flag) {
                 self.by_subject
-                    .entry(id.to_string())
+                    .entry(Arc::from(id))
                     .or_default()
                     .insert(slug.clone());
             }
         }
+        self.slugs.insert(flag.id.clone(), slug.clone());
         self.flags.insert(slug, flag);
+    }
+
+    fn remove(&mut self, id: &FlagId) {
+        let Some(slug) = self.slugs.remove(id) else {
+            return;
+        };
+        let Some(flag) = self.flags.remove(&slug) else {
+            return;
+        };
+        self.for_anyone.remove(&slug);
+        if !indexed(&flag) {
+            return;
+        }
+        for subject in subject_ids(&flag) {
+            let now_empty = match self.by_subject.get_mut(subject) {
+                Some(slugs) => {
+                    slugs.remove(&slug);
+                    slugs.is_empty()
+                }
+                None => false,
+            };
+            if now_empty {
+                self.by_subject.remove(subject);
+            }
+        }
     }
 
     /// The flag with this slug, archived or not.
     pub fn flag(&self, slug: &str) -> Option<&FlagRule> {
         self.flags.get(slug).map(Arc::as_ref)
+    }
+
+    /// The flag with this id, archived or not.
+    pub fn flag_by_id(&self, id: &FlagId) -> Option<&Arc<FlagRule>> {
+        self.slugs.get(id).and_then(|slug| self.flags.get(slug))
+    }
+
+    /// Every flag, archived ones included, by slug, as shared pointers:
+    /// two snapshots hold the same pointer for a rule neither changed.
+    pub fn all_flags(&self) -> impl Iterator<Item = &Arc<FlagRule>> + '_ {
+        self.flags.values()
     }
 
     /// Every flag that is not archived, by slug.
@@ -96,17 +168,46 @@ impl EnvironmentModel {
 
     /// The sorted slugs of the flags that are on for `context`.
     pub fn evaluate(&self, context: &Context) -> Vec<String> {
-        let empty = BTreeSet::new();
-        let named = |id: Option<&str>| id.and_then(|id| self.by_subject.get(id)).unwrap_or(&empty);
-        let by_user = named(context.user.as_ref().map(|u| u.as_str()));
-        let by_org = named(context.organization.as_ref().map(|o| o.as_str()));
-        let mut candidates: BTreeSet<&String> = self.for_anyone.iter().collect();
-        candidates.extend(by_user);
-        candidates.extend(by_org);
-        candidates
+        let mut on: Vec<String> = self
+            .candidates(context)
             .into_iter()
             .filter(|slug| self.decide(slug, context).is_some_and(|d| d.on))
-            .cloned()
-            .collect()
+            .map(|slug| slug.to_string())
+            .collect();
+        on.sort_unstable();
+        on
     }
+
+    /// The flags that may be on for `context`, each once.
+    fn candidates(&self, context: &Context) -> Vec<&Arc<str>> {
+        let named = |id: Option<&str>| id.and_then(|id| self.by_subject.get(id));
+        let mut candidates: Vec<&Arc<str>> = self.for_anyone.iter().collect();
+        for slugs in [
+            named(context.user.as_ref().map(|u| u.as_str())),
+            named(context.organization.as_ref().map(|o| o.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            candidates.extend(slugs.iter());
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+    }
+}
+
+/// Whether the index files a flag under the subjects it names: only while
+/// it can be on for them.
+fn indexed(flag: &FlagRule) -> bool {
+    !flag.archived && flag.rule.enabled
+}
+
+/// The Flagpole ids of the subjects a flag's rule names.
+fn subject_ids(flag: &FlagRule) -> impl Iterator<Item = &str> + '_ {
+    let (users, organizations) = named_subjects(&flag.rule);
+    users
+        .into_iter()
+        .map(|u| u.as_str())
+        .chain(organizations.into_iter().map(|o| o.as_str()))
 }

@@ -206,6 +206,7 @@ pub fn update(
         let after = get(conn, flag_id)?;
         // Read back sorted, like `before_tags`, so a reordering is no change.
         let after_tags = tags_of(conn, flag_id)?;
+        changed(conn, Changed::Flag(flag_id))?;
         Change::new("flag.updated", "flag", flag_id, after.slug.as_str())
             .flag(flag_id)
             .before(state(&before, &before_tags))
@@ -371,7 +372,7 @@ fn tags_by_flag(conn: &mut DbConn, ids: &[&FlagId]) -> Result<HashMap<FlagId, Ve
     Ok(tags)
 }
 
-fn attach_tags(conn: &mut DbConn, flags: Vec<Flag>) -> Result<Vec<FlagWithTags>> {
+pub(crate) fn attach_tags(conn: &mut DbConn, flags: Vec<Flag>) -> Result<Vec<FlagWithTags>> {
     let ids: Vec<&FlagId> = flags.iter().map(|f| &f.id).collect();
     let mut tags = tags_by_flag(conn, &ids)?;
     Ok(flags
@@ -514,6 +515,18 @@ impl FlagWithTags {
     /// is off everywhere) and `default_value` what a context that no target
     /// names gets while it is on.
     pub fn workos_object(&self, rule: &RuleRow) -> crate::workos::FeatureFlag {
+        self.workos_object_with(rule.enabled, rule.mode)
+    }
+
+    /// [`FlagWithTags::workos_object`] from the rule as the model has it.
+    pub fn workos_object_in(
+        &self,
+        rule: &crate::evaluation::FlagRule,
+    ) -> crate::workos::FeatureFlag {
+        self.workos_object_with(rule.rule.enabled, rule.rule.mode)
+    }
+
+    fn workos_object_with(&self, enabled: bool, mode: Mode) -> crate::workos::FeatureFlag {
         crate::workos::FeatureFlag {
             object: "feature_flag",
             id: self.flag.id.clone(),
@@ -522,8 +535,8 @@ impl FlagWithTags {
             description: Some(self.flag.description.clone()),
             owner: None,
             tags: self.tags.clone(),
-            enabled: rule.enabled && !self.flag.archived,
-            default_value: rule.mode == Mode::All,
+            enabled: enabled && !self.flag.archived,
+            default_value: crate::evaluation::value_for_anyone(mode),
             created_at: self.flag.created_at,
             updated_at: self.flag.updated_at,
         }

@@ -159,3 +159,27 @@ pub fn search(conn: &mut DbConn, q: &str, limit: i64) -> Result<Vec<TargetView>>
         .chain(found_users.into_iter().map(TargetView::of_user))
         .collect())
 }
+
+/// Whether any rule, in any environment, targets `subject` (a Flagpole id).
+pub fn is_targeted(conn: &mut DbConn, subject: &str) -> Result<bool> {
+    Ok(diesel::select(diesel::dsl::exists(
+        targets::table.filter(targets::target_id.eq(subject)),
+    ))
+    .get_result(conn)?)
+}
+
+/// Removes `subject` (a user or an organization being deleted) from every
+/// rule that targets it, in the caller's transaction, and tells the model
+/// which rules changed. Returns how many targets went.
+pub fn forget_subject(conn: &mut DbConn, subject: &str) -> Result<usize> {
+    let rules: Vec<(FlagId, EnvironmentId)> = targets::table
+        .filter(targets::target_id.eq(subject))
+        .select((targets::flag_id, targets::environment_id))
+        .load(conn)?;
+    let removed =
+        diesel::delete(targets::table.filter(targets::target_id.eq(subject))).execute(conn)?;
+    for (flag, env) in &rules {
+        crate::changes::changed(conn, crate::changes::Changed::Rule(flag, env))?;
+    }
+    Ok(removed)
+}

@@ -32,7 +32,6 @@ use utoipa::ToSchema;
 use super::api::{bearer_token, ApiAuth};
 use super::routes::Routes;
 use super::Surface;
-use crate::directory;
 use crate::environments::Environment;
 use crate::error::{Entity, Error, Refusal, Result};
 use crate::evaluation::model::EnvironmentModel;
@@ -279,50 +278,22 @@ struct Evaluation {
 }
 
 /// Checks the key, then the request, then resolves the user and the
-/// organization.
+/// organization from the model, without a query.
 ///
-/// A `targetingKey` that names no user is not an error: OpenFeature clients
-/// often send whatever identifies the caller (an anonymous or not yet synced
-/// user), and such a user is simply targeted by nothing. Flags for All are on
-/// for them, flags for Some are off (reason DEFAULT), exactly as for a known
-/// user who is not a target. An organization, though, counts only for its
-/// members, as for access tokens: naming one that does not exist, or one the
-/// user (known or not) does not belong to, is INVALID_CONTEXT, so a context
-/// can never borrow an organization's targeting.
-async fn authorize(
-    state: &web::Data<AppState>,
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<Evaluation> {
+/// The caller states the context, and it is evaluated as given: a
+/// `targetingKey` or an organization that Flagpole does not know, or an
+/// organization the user is not a member of, simply matches no target of
+/// its own (OpenFeature clients often send whatever identifies the caller:
+/// an anonymous or not yet synced user). Flags for All are on for them,
+/// flags for Some are off (reason DEFAULT) unless something else in the
+/// context is a target, exactly as the WorkOS runtime client and
+/// `/api/v1/evaluate` decide the same pair.
+fn authorize(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Evaluation> {
     let auth = ApiAuth::check(state, secret_of(req))?;
     let subject = parse_request(body)?;
     let context = state
-        .read(move |conn| {
-            let user = directory::find_user(conn, &subject.user)?;
-            let organization = match subject.organization {
-                None => None,
-                Some(key) => {
-                    let Some(org) = directory::find_org(conn, &key)? else {
-                        return Err(invalid_context(format!(
-                            "No organization has the id or external id {key:?}."
-                        )));
-                    };
-                    let member = match &user {
-                        Some(user) => directory::is_member(conn, &user.id, &org.id)?,
-                        None => false,
-                    };
-                    if !member {
-                        return Err(invalid_context(format!(
-                            "The user {:?} is not a member of the organization {key:?}. Add the membership, or leave the organization out of the context.",
-                            subject.user
-                        )));
-                    }
-                    Some(org.id)
-                }
-            };
-            Ok(Context::new(user.map(|u| u.id), organization))
-        })
-        .await?;
+        .model()
+        .context(Some(&subject.user), subject.organization.as_deref());
     Ok(Evaluation {
         environment: auth.environment,
         context,
@@ -349,7 +320,7 @@ fn evaluate_one(env: &EnvironmentModel, slug: &str, ev: &Evaluation) -> Option<O
     request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
     responses(
         (status = 200, description = "The evaluation.", body = OfrepEvaluation),
-        (status = 400, description = "`PARSE_ERROR`, `TARGETING_KEY_MISSING` or `INVALID_CONTEXT` (e.g. an organization the user does not belong to).", body = OfrepError),
+        (status = 400, description = "`PARSE_ERROR`, `TARGETING_KEY_MISSING` or `INVALID_CONTEXT` (e.g. an organization id that is not text).", body = OfrepError),
         (status = 401, description = "No key, or an unknown or revoked one.", body = OfrepErrorDetails),
         (status = 404, description = "`FLAG_NOT_FOUND`.", body = OfrepError),
     )
@@ -361,9 +332,10 @@ async fn evaluate_flag(
     body: web::Bytes,
 ) -> Result<HttpResponse> {
     let key = key.into_inner();
-    let ev = authorize(&state, &req, &body).await?;
+    let ev = authorize(&state, &req, &body)?;
     let model = state.model();
     let evaluation = model
+        .model
         .environment(&ev.environment.id)
         .and_then(|env| evaluate_one(env, &key, &ev))
         .ok_or(Error::NotFound(Entity::Flag))?;
@@ -398,9 +370,10 @@ async fn evaluate_flags(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse> {
-    let ev = authorize(&state, &req, &body).await?;
+    let ev = authorize(&state, &req, &body)?;
     let model = state.model();
     let flags: Vec<OfrepEvaluation> = model
+        .model
         .environment(&ev.environment.id)
         .map(|env| {
             env.live_flags()

@@ -7,7 +7,7 @@
 //! shapes (`crate::workos`) differ. Its contract is WorkOS's API reference
 //! and SDKs, so it is not in `/api/v1/openapi.json`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use actix_web::http::header;
@@ -21,13 +21,14 @@ use super::api::{optional, ApiAuth};
 use super::json::{BodyLimit, Json};
 use super::routes::Routes;
 use super::Surface;
-use crate::directory::{self, organizations};
+use crate::directory;
 use crate::environments::{self, api_keys, Environment};
 use crate::error::{Entity, Error, Refusal, Result};
-use crate::evaluation::{Context, TargetKind};
+use crate::evaluation::{Context, FlagRule, TargetKind};
+use crate::flags;
 use crate::flags::rules::{self, TargetRef};
-use crate::flags::{self, FlagFilter};
 use crate::ids::EnvironmentId;
+use crate::live::Snapshot;
 use crate::paging::Cursor;
 use crate::tokens::sessions::{self as token_sessions, RevokeTarget};
 use crate::workos::{runtime_rule_set, FeatureFlag, List, WorkosUser};
@@ -147,7 +148,7 @@ async fn authenticate(
         .await?;
     let refreshed = rotate(&state, token, optional(body.organization_id), Some(env_id)).await?;
     let minted = crate::tokens::mint(
-        &state.model(),
+        &state.model().model,
         &state.config.token_settings(),
         &state.config.public_url,
         &refreshed.environment,
@@ -202,60 +203,50 @@ async fn jwks(state: web::Data<AppState>, path: web::Path<String>) -> Result<Htt
 // Feature flags, as WorkOS's `feature_flag` objects in the key's environment.
 // Archived flags do not exist here: WorkOS has no archive.
 
-/// A page of live flags in the key's environment, optionally only those
-/// whose slug is in `only`, as WorkOS's list.
-async fn flag_list(
-    state: &web::Data<AppState>,
-    env: &Environment,
-    query: ListQuery,
-    only: Option<Vec<String>>,
-) -> Result<HttpResponse> {
-    let cursor: Cursor = query.cursor()?;
-    let env_id = env.id.clone();
-    let list: List<FeatureFlag> = state
-        .read(move |conn| {
-            let filter = FlagFilter {
-                slugs: only,
-                ..Default::default()
-            };
-            let page = flags::list(conn, &filter, &cursor)?;
-            let objects: Vec<FeatureFlag> = flags::with_rules_in(conn, &env_id, page.data.clone())?
-                .into_iter()
-                .map(|(flag, rule)| flag.workos_object(&rule))
-                .collect();
-            Ok(List::from(crate::paging::Page {
-                data: objects,
-                before: page.before,
-                after: page.after,
-            }))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(list))
+/// The live flags of an environment that `keep` keeps, as WorkOS's
+/// objects, from the model.
+fn workos_flags(
+    snapshot: &Snapshot,
+    env: &EnvironmentId,
+    keep: impl Fn(&FlagRule) -> bool,
+) -> Vec<FeatureFlag> {
+    let Some(model) = snapshot.model.environment(env) else {
+        return Vec::new();
+    };
+    model
+        .live_flags()
+        .filter(|flag| keep(flag))
+        .filter_map(|flag| snapshot.flag(&flag.id).map(|f| f.workos_object_in(flag)))
+        .collect()
 }
 
+/// One page of `flags`, as WorkOS's list.
+fn flag_page(flags: Vec<FeatureFlag>, query: ListQuery) -> Result<HttpResponse> {
+    let cursor: Cursor = query.cursor()?;
+    let page = cursor.page_of(flags, |f| f.id.to_string());
+    Ok(HttpResponse::Ok().json(List::from(page)))
+}
+
+/// A page of the live flags in the key's environment.
 async fn list_flags(
     state: web::Data<AppState>,
     auth: ApiAuth,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
-    flag_list(&state, &auth.environment, query.into_inner(), None).await
+    let flags = workos_flags(&state.model(), &auth.environment.id, |_| true);
+    flag_page(flags, query.into_inner())
 }
 
 /// One live flag as WorkOS's object in `env`.
-async fn flag_object(
-    state: &web::Data<AppState>,
-    env: &Environment,
-    slug: String,
-) -> Result<HttpResponse> {
-    let env_id = env.id.clone();
-    let object = state
-        .read(move |conn| {
-            let flag = flags::live_by_slug(conn, &slug)?;
-            let flag = flags::with_tags(conn, flag)?;
-            let rule = rules::rule(conn, &flag.flag.id, &env_id)?;
-            Ok(flag.workos_object(&rule))
-        })
-        .await?;
+fn flag_object(state: &AppState, env: &Environment, slug: &str) -> Result<HttpResponse> {
+    let snapshot = state.model();
+    let object = snapshot
+        .model
+        .environment(&env.id)
+        .and_then(|model| model.flag(slug))
+        .filter(|flag| !flag.archived)
+        .and_then(|flag| snapshot.flag(&flag.id).map(|f| f.workos_object_in(flag)))
+        .ok_or(Error::NotFound(Entity::Flag))?;
     Ok(HttpResponse::Ok().json(object))
 }
 
@@ -264,7 +255,7 @@ async fn get_flag(
     auth: ApiAuth,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    flag_object(&state, &auth.environment, path.into_inner()).await
+    flag_object(&state, &auth.environment, &path.into_inner())
 }
 
 async fn set_enabled(
@@ -282,7 +273,7 @@ async fn set_enabled(
             rules::set_enabled(conn, &actor, &flag, &e, enabled, None)
         })
         .await?;
-    flag_object(&state, &env, slug).await
+    flag_object(&state, &env, &slug)
 }
 
 /// Turns a flag on in the key's environment.
@@ -363,22 +354,19 @@ async fn remove_target(
 }
 
 /// The flags that are on for every member of an organization (targeted,
-/// or on for all), as a list.
+/// or on for all), as a list. An organization Flagpole does not know is
+/// evaluated as given, like every context a caller states.
 async fn organization_flags(
     state: web::Data<AppState>,
     auth: ApiAuth,
     path: web::Path<String>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
-    let key = path.into_inner();
-    let org = state
-        .read(move |conn| organizations::named(conn, &key))
-        .await?;
-    let env = auth.environment;
-    let on = state
-        .model()
-        .evaluate(&env.id, &Context::new(None, Some(org.id)));
-    flag_list(&state, &env, query.into_inner(), Some(on)).await
+    let snapshot = state.model();
+    let context = snapshot.context(None, Some(&path.into_inner()));
+    let env = &auth.environment.id;
+    let flags = on_for_any(&snapshot, env, &[context]);
+    flag_page(flags, query.into_inner())
 }
 
 #[derive(Deserialize)]
@@ -388,25 +376,46 @@ struct UserFlagsQuery {
     page: ListQuery,
 }
 
-/// The flags that are on for a user (targeted, or on for all), and with
-/// `organization_id`, for the user in that organization, as a list.
+/// The flags that are on for a user: for the user alone and in each of the
+/// organizations the user belongs to (as WorkOS's list includes the flags
+/// of the user's organizations), or with `organization_id`, for the user in
+/// that organization; as a list.
 async fn user_flags(
     state: web::Data<AppState>,
     auth: ApiAuth,
     path: web::Path<String>,
     query: web::Query<UserFlagsQuery>,
 ) -> Result<HttpResponse> {
-    let key = path.into_inner();
+    let user = path.into_inner();
     let query = query.into_inner();
-    let org_key = optional(query.organization_id);
-    let (user, org) = state
-        .read(move |conn| directory::resolve_member(conn, &key, org_key.as_deref()))
-        .await?;
-    let env = auth.environment;
-    let on = state
-        .model()
-        .evaluate(&env.id, &Context::new(Some(user.id), org.map(|o| o.id)));
-    flag_list(&state, &env, query.page, Some(on)).await
+    let snapshot = state.model();
+    let contexts: Vec<Context> = match optional(query.organization_id) {
+        Some(org) => vec![snapshot.context(Some(&user), Some(&org))],
+        None => {
+            let alone = snapshot.context(Some(&user), None);
+            let mut contexts = vec![alone.clone()];
+            if let Some(id) = &alone.user {
+                contexts.extend(
+                    snapshot
+                        .directory
+                        .organizations_of(id)
+                        .map(|org| Context::new(alone.user.clone(), Some(org.clone()))),
+                );
+            }
+            contexts
+        }
+    };
+    let flags = on_for_any(&snapshot, &auth.environment.id, &contexts);
+    flag_page(flags, query.page)
+}
+
+/// The live flags on for at least one of `contexts`, as WorkOS's objects.
+fn on_for_any(snapshot: &Snapshot, env: &EnvironmentId, contexts: &[Context]) -> Vec<FeatureFlag> {
+    let on: BTreeSet<String> = contexts
+        .iter()
+        .flat_map(|context| snapshot.model.evaluate(env, context))
+        .collect();
+    workos_flags(snapshot, env, |flag| on.contains(flag.slug.as_str()))
 }
 
 // ---------------------------------------------------------------------------
@@ -434,7 +443,7 @@ impl RuleSets {
                 return Ok(body.clone());
             }
         }
-        let body = match model.environment(env_id) {
+        let body = match model.model.environment(env_id) {
             Some(env) => serde_json::to_vec(&runtime_rule_set(env)),
             None => serde_json::to_vec(&serde_json::json!({})),
         }

@@ -208,6 +208,12 @@ impl TestApp {
         }
     }
 
+    /// A pooled connection that leaves the model alone: the caller applies
+    /// the change log itself.
+    pub fn pool_conn(&self) -> flagpole::db::PooledConn {
+        self.state.pool.get().expect("a database connection")
+    }
+
     /// A browser-like client with its own cookies, not signed in.
     pub fn client(&self) -> Client {
         Client {
@@ -286,7 +292,7 @@ impl Drop for Conn {
             if !std::thread::panicking() {
                 self.state
                     .model
-                    .sync(&mut conn)
+                    .catch_up(&mut conn)
                     .expect("the model catches up");
             }
         }

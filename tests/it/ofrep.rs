@@ -383,12 +383,6 @@ async fn every_error_code_with_the_status_of_the_specification(app: TestApp) {
         json!({"context": "ada"}),
         json!({"context": {"targetingKey": 42}}),
         json!({"context": {"targetingKey": w.ada.id, "organizationId": 7}}),
-        // Not a known organization.
-        json!({"context": {"targetingKey": w.ada.id, "organizationId": "org_nope"}}),
-        // Bob is not a member of Acme.
-        json!({"context": {"targetingKey": w.bob.id, "organizationId": w.acme.id}}),
-        // An unknown user belongs to no organization.
-        json!({"context": {"targetingKey": "visitor-17", "organizationId": w.acme.id}}),
     ];
     for body in invalid {
         for path in ["/evaluate/flags/beta-reports", "/evaluate/flags"] {
@@ -397,6 +391,47 @@ async fn every_error_code_with_the_status_of_the_specification(app: TestApp) {
             assert_eq!(error_code(&a), "INVALID_CONTEXT", "{path} {body}");
             assert!(a.body["errorDetails"].as_str().is_some());
         }
+    }
+
+    // A context is evaluated as stated, not refused: an organization
+    // Flagpole does not know matches no target, and Acme's targeting holds
+    // for whoever states Acme, member or not, known or not (as the WorkOS
+    // runtime client decides the same pair).
+    for (body, on, reason) in [
+        (
+            json!({"context": {"targetingKey": w.ada.id, "organizationId": "org_nope"}}),
+            false,
+            "DEFAULT",
+        ),
+        (
+            json!({"context": {"targetingKey": w.bob.id, "organizationId": w.acme.id}}),
+            true,
+            "TARGETING_MATCH",
+        ),
+        (
+            json!({"context": {"targetingKey": "visitor-17", "organizationId": "ext-acme"}}),
+            true,
+            "TARGETING_MATCH",
+        ),
+    ] {
+        let a = send(
+            &app,
+            "/evaluate/flags/beta-reports",
+            &headers,
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{body}");
+        assert_eq!(
+            (a.body["value"].as_bool(), a.body["reason"].as_str()),
+            (Some(on), Some(reason)),
+            "{body}"
+        );
+        let a = send(&app, "/evaluate/flags", &headers, &body.to_string()).await;
+        assert_eq!(a.status, 200, "{body}");
+        let bulk = a.body["flags"].as_array().unwrap();
+        let beta = bulk.iter().find(|f| f["key"] == "beta-reports").unwrap();
+        assert_eq!(beta["value"].as_bool(), Some(on), "{body}");
     }
 
     // An unknown route under /ofrep/v1 is a 404 in the protocol's shape.
@@ -726,14 +761,15 @@ async fn the_openfeature_sdk_reads_flags_through_its_ofrep_provider(app: TestApp
         .await
         .unwrap_err();
     assert_eq!(err.code, EvaluationErrorCode::InvalidContext, "a 400");
+    // The context is evaluated as stated: Acme's targeting holds for Bob
+    // when he says he is in Acme.
     let bob_in_acme = bob
         .clone()
         .with_custom_field("organizationId", w.acme.id.to_string());
-    let err = client
+    assert!(client
         .get_bool_value("beta-reports", Some(&bob_in_acme), None)
         .await
-        .unwrap_err();
-    assert_eq!(err.code, EvaluationErrorCode::InvalidContext);
+        .unwrap());
 
     // A change in Flagpole is the SDK's next answer.
     rule(&app, &w.production, "paused", Mode::All, &[], true);

@@ -693,8 +693,22 @@ async fn evaluation_answers_without_issuing_a_token(app: TestApp) {
         ))
         .await;
     assert_eq!(r.body["feature_flags"], json!(["ada-only", "everyone"]));
+    // The caller states the context, and it is evaluated as given: an
+    // unknown user gets what nobody in particular gets, and Acme's
+    // targeting holds for whoever states Acme, member or not.
     let r = api.get("/api/v1/users/nobody/feature-flags").await;
-    assert_eq!((r.status, r.code()), (404, "user_not_found"));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["user_id"], "nobody");
+    assert_eq!(r.body["feature_flags"], json!(["everyone"]));
+    let r = api
+        .post(
+            "/api/v1/evaluate",
+            json!({"user_id": "visitor-17", "organization_id": "ext-acme"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["organization_id"], "ext-acme");
+    assert_eq!(r.body["feature_flags"], json!(["beta-reports", "everyone"]));
     let r = api
         .post("/api/v1/evaluate", json!({"organization_id": w.acme.id}))
         .await;

@@ -156,14 +156,11 @@ for (const backend of BACKENDS) {
         workos.featureFlags.addFlagTarget({ slug: 'no-such-flag', targetId: ids.acme }),
         NotFoundException,
       );
-      await assert.rejects(
-        workos.featureFlags.listOrganizationFeatureFlags({ organizationId: 'org_nope' }),
-        NotFoundException,
-      );
-      await assert.rejects(
-        workos.featureFlags.listUserFeatureFlags({ userId: 'user_nope' }),
-        NotFoundException,
-      );
+      // A user or an organization Flagpole does not know is evaluated as given.
+      const unknownOrg = await workos.featureFlags.listOrganizationFeatureFlags({ organizationId: 'org_nope' });
+      assert.deepEqual(unknownOrg.data, []);
+      const unknownUser = await workos.featureFlags.listUserFeatureFlags({ userId: 'user_nope' });
+      assert.deepEqual(unknownUser.data, []);
     });
 
     test('the per-organization and per-user lists page by cursor and auto-paginate', async () => {

@@ -7,11 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::objects::ErrorBody;
 use super::{optional, required, ApiAuth, API_PREFIX};
-use crate::directory;
 use crate::environments::Environment;
 use crate::error::Result;
-use crate::evaluation::Context;
-use crate::ids::{OrgId, UserId};
 use crate::web::json::Json;
 use crate::web::routes::Routes;
 use crate::web::Surface;
@@ -31,7 +28,7 @@ struct EvaluateBody {
     /// A Flagpole user id or the user's external id.
     #[schema(value_type = String, required = true, example = "u-1042")]
     user_id: Option<String>,
-    /// A Flagpole organization id or external id; the user must be a member.
+    /// A Flagpole organization id or external id.
     #[schema(example = "acme")]
     organization_id: Option<String>,
 }
@@ -39,38 +36,43 @@ struct EvaluateBody {
 /// The flags that are on for a user (and organization).
 #[derive(Serialize, ToSchema)]
 pub struct EvaluationResponse {
-    /// The user's Flagpole id.
-    #[schema(value_type = String)]
-    pub user_id: UserId,
-    /// The organization's Flagpole id, if one was given.
-    #[schema(value_type = Option<String>, required = true)]
-    pub organization_id: Option<OrgId>,
+    /// The user, as the request named it.
+    #[schema(example = "u-1042")]
+    pub user_id: String,
+    /// The organization, as the request named it, if it named one.
+    #[schema(value_type = Option<String>, required = true, example = "acme")]
+    pub organization_id: Option<String>,
     /// The slugs of the flags that are on.
     #[schema(example = json!(["new-checkout"]))]
     pub feature_flags: Vec<String>,
 }
 
-/// Resolves a user (and an organization the user belongs to) and evaluates
-/// every flag of the environment for them.
-async fn evaluate_for(
-    state: &web::Data<AppState>,
+/// Evaluates every flag of the environment for the context the caller
+/// states, from the model alone. A user or an organization Flagpole does
+/// not know, or an organization the user is not a member of, is evaluated
+/// as given: it simply matches no target of its own. Only the token
+/// endpoint asks for membership, because a token asserts it.
+fn evaluate_for(
+    state: &AppState,
     env: &Environment,
-    user_key: String,
-    org_key: Option<String>,
-) -> Result<HttpResponse> {
-    let (user, org) = state
-        .read(move |conn| directory::resolve_member(conn, &user_key, org_key.as_deref()))
-        .await?;
-    let context = Context::new(Some(user.id.clone()), org.map(|o| o.id));
-    let feature_flags = state.model().evaluate(&env.id, &context);
-    Ok(HttpResponse::Ok().json(EvaluationResponse {
-        user_id: user.id,
-        organization_id: context.organization,
+    user_id: String,
+    organization_id: Option<String>,
+) -> HttpResponse {
+    let snapshot = state.model();
+    let context = snapshot.context(Some(&user_id), organization_id.as_deref());
+    let feature_flags = snapshot.model.evaluate(&env.id, &context);
+    HttpResponse::Ok().json(EvaluationResponse {
+        user_id,
+        organization_id,
         feature_flags,
-    }))
+    })
 }
 
 /// Evaluates every flag of the key's environment for a user, without a token.
+///
+/// The caller states the context: a user or an organization Flagpole does
+/// not know, or an organization the user is not a member of, is evaluated
+/// as given and matches no target of its own.
 #[utoipa::path(
     operation_id = "evaluate",
     post,
@@ -80,8 +82,6 @@ async fn evaluate_for(
     request_body = EvaluateBody,
     responses(
         (status = 200, description = "The flags that are on.", body = EvaluationResponse),
-        (status = 403, description = "The user is not a member of the organization (`not_a_member`).", body = ErrorBody),
-        (status = 404, description = "No such user or organization.", body = ErrorBody),
         (status = 422, description = "`user_id` is missing, or the body has an unknown field.", body = ErrorBody),
     )
 )]
@@ -92,19 +92,18 @@ async fn evaluate(
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let user = required(body.user_id, "user_id", "the user's id or external id")?;
-    evaluate_for(
+    Ok(evaluate_for(
         &state,
         &auth.environment,
         user,
         optional(body.organization_id),
-    )
-    .await
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct FlagsQuery {
-    /// A Flagpole organization id or external id; the user must be a member.
+    /// A Flagpole organization id or external id.
     organization_id: Option<String>,
 }
 
@@ -121,8 +120,6 @@ struct FlagsQuery {
     ),
     responses(
         (status = 200, description = "The flags that are on.", body = EvaluationResponse),
-        (status = 403, description = "The user is not a member of the organization (`not_a_member`).", body = ErrorBody),
-        (status = 404, description = "No such user or organization.", body = ErrorBody),
     )
 )]
 async fn user_feature_flags(
@@ -132,5 +129,10 @@ async fn user_feature_flags(
     query: web::Query<FlagsQuery>,
 ) -> Result<HttpResponse> {
     let org = optional(query.into_inner().organization_id);
-    evaluate_for(&state, &auth.environment, path.into_inner(), org).await
+    Ok(evaluate_for(
+        &state,
+        &auth.environment,
+        path.into_inner(),
+        org,
+    ))
 }

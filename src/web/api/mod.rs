@@ -85,16 +85,16 @@ impl ApiAuth {
         }
         let digest = api_keys::hash(&secret);
         let snapshot = state.model();
-        let credential = snapshot
+        let (key, environment) = snapshot
             .credential(&digest)
             // The map found it by hash; this comparison keeps the final
             // check independent of where two hashes first differ.
-            .filter(|c| bool::from(c.key.secret_hash.as_bytes().ct_eq(digest.as_bytes())))
+            .filter(|(key, _)| bool::from(key.secret_hash.as_bytes().ct_eq(digest.as_bytes())))
             .ok_or(Error::Refused(Refusal::InvalidApiKey))?;
-        state.key_usage.note(&credential.key.id);
+        state.key_usage.note(&key.id);
         Ok(ApiAuth {
-            key: credential.key.clone(),
-            environment: credential.environment.clone(),
+            key: ApiKey::clone(key),
+            environment: Environment::clone(environment),
         })
     }
 

@@ -166,7 +166,7 @@ fn session_response(
 ) -> Result<HttpResponse> {
     let settings = state.config.token_settings();
     let minted = tokens::mint(
-        &state.model(),
+        &state.model().model,
         &settings,
         &state.config.public_url,
         env,
