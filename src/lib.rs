@@ -62,6 +62,8 @@ pub struct AppState {
     /// The runtime rule sets of the WorkOS SDK, one per environment and
     /// model revision.
     pub rule_sets: web::workos::RuleSets,
+    /// What the pool has done: statements, checkouts, waits.
+    pub db_stats: Arc<db::Stats>,
 }
 
 impl AppState {
@@ -135,7 +137,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         config.validate()?;
         let url = DatabaseUrl::parse(&config.database_url)?;
-        let pool = prepare_database(&url, config.pool_size).await?;
+        let db_stats = Arc::new(db::Stats::default());
+        let pool = prepare_database_with(&url, config.pool_size, db_stats.clone()).await?;
         let state = actix_web::web::Data::new(AppState {
             pool,
             setup: admins::setup::SetupToken::default(),
@@ -146,6 +149,7 @@ impl Application {
             key_usage: environments::api_keys::KeyUsage::default(),
             webhook_wakeup: Arc::default(),
             rule_sets: web::workos::RuleSets::default(),
+            db_stats,
             config,
         });
         let model = state.model.clone();
@@ -229,9 +233,18 @@ fn spawn_usage_flusher(state: actix_web::web::Data<AppState>) {
 
 /// Builds the pool, then migrates and seeds the database on a blocking thread.
 pub async fn prepare_database(url: &DatabaseUrl, pool_size: u32) -> anyhow::Result<Pool> {
+    prepare_database_with(url, pool_size, Arc::default()).await
+}
+
+/// [`prepare_database`], counting what the pool does into `stats`.
+pub async fn prepare_database_with(
+    url: &DatabaseUrl,
+    pool_size: u32,
+    stats: Arc<db::Stats>,
+) -> anyhow::Result<Pool> {
     let url = url.clone();
     actix_web::web::block(move || -> anyhow::Result<Pool> {
-        let pool = db::build_pool(&url, pool_size)?;
+        let pool = db::build_pool(&url, pool_size, stats)?;
         let mut conn = pool.get()?;
         db::run_migrations(&mut conn)?;
         environments::ensure_defaults(&mut conn).map_err(|e| anyhow::anyhow!("{e}"))?;

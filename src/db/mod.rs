@@ -3,7 +3,10 @@
 
 pub mod schema;
 
-use diesel::connection::SimpleConnection;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection};
@@ -66,9 +69,51 @@ impl DatabaseUrl {
     }
 }
 
+/// What the pool and its connections have done, for `/metrics` and for
+/// the test that the hot paths run no query.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Statements run, by every pooled connection.
+    pub queries: AtomicU64,
+    /// Connections handed out, and the time spent waiting for them.
+    pub checkouts: AtomicU64,
+    pub checkout_wait_micros: AtomicU64,
+    /// Checkouts that gave up waiting.
+    pub timeouts: AtomicU64,
+}
+
+/// Counts the statements of one connection into [`Stats`].
+struct QueryCounter(Arc<Stats>);
+
+impl Instrumentation for QueryCounter {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.queries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts checkouts and their waits into [`Stats`].
+#[derive(Debug)]
+struct CheckoutCounter(Arc<Stats>);
+
+impl r2d2::HandleEvent for CheckoutCounter {
+    fn handle_checkout(&self, event: r2d2::event::CheckoutEvent) {
+        self.0.checkouts.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .checkout_wait_micros
+            .fetch_add(event.duration().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn handle_timeout(&self, _event: r2d2::event::TimeoutEvent) {
+        self.0.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Manager {
     url: DatabaseUrl,
+    stats: Arc<Stats>,
 }
 
 impl ManageConnection for Manager {
@@ -90,11 +135,15 @@ impl ManageConnection for Manager {
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
+                conn.set_instrumentation(QueryCounter(self.stats.clone()));
                 Ok(DbConn::Sqlite(conn))
             }
-            Backend::Postgres => PgConnection::establish(&self.url.target)
-                .map(DbConn::Pg)
-                .map_err(r2d2::Error::ConnectionError),
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.url.target)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                conn.set_instrumentation(QueryCounter(self.stats.clone()));
+                Ok(DbConn::Pg(conn))
+            }
         }
     }
 
@@ -112,10 +161,14 @@ impl ManageConnection for Manager {
     }
 }
 
-pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
-    let manager = Manager { url: url.clone() };
+pub fn build_pool(url: &DatabaseUrl, max_size: u32, stats: Arc<Stats>) -> anyhow::Result<Pool> {
+    let manager = Manager {
+        url: url.clone(),
+        stats: stats.clone(),
+    };
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
+        .event_handler(Box::new(CheckoutCounter(stats)))
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(manager)?;
     Ok(pool)
