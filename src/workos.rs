@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::directory::User;
-use crate::evaluation::model::EnvironmentModel;
 use crate::evaluation::{named_subjects, FlagRule};
 use crate::ids::{FlagId, UserId};
 use crate::paging::Page;
@@ -150,11 +149,4 @@ pub fn runtime_flag(flag: &FlagRule) -> RuntimeFlag<'_> {
                 .collect(),
         },
     }
-}
-
-/// Every live flag of an environment, by slug, as the runtime client reads it.
-pub fn runtime_rule_set(env: &EnvironmentModel) -> BTreeMap<&str, RuntimeFlag<'_>> {
-    env.live_flags()
-        .map(|flag| (flag.slug.as_str(), runtime_flag(flag)))
-        .collect()
 }

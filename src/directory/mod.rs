@@ -155,4 +155,3 @@ pub(crate) fn user_unique_field(detail: &str) -> (&'static str, &'static str) {
 }
 
 pub(crate) const EXTERNAL_ID_TAKEN: &str = "Another object already has this external id.";
-

@@ -397,7 +397,7 @@ async fn evaluate_flags(
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110
 /// prescribes for this header) or is `*`. A match is answered with 304 as
 /// OFREP specifies for this POST, where plain HTTP would say 412.
-fn none_match(req: &HttpRequest, etag: &str) -> bool {
+pub(crate) fn none_match(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .filter_map(|v: &HeaderValue| v.to_str().ok())

@@ -8,12 +8,14 @@
 //! and SDKs, so it is not in `/api/v1/openapi.json`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::api::paging::ListQuery;
 use super::api::sessions::{key_set, rotate};
@@ -24,14 +26,15 @@ use super::Surface;
 use crate::directory;
 use crate::environments::{self, api_keys, Environment};
 use crate::error::{Entity, Error, Refusal, Result};
+use crate::evaluation::model::EnvironmentModel;
 use crate::evaluation::{Context, FlagRule, TargetKind};
 use crate::flags;
 use crate::flags::rules::{self, TargetRef};
-use crate::ids::EnvironmentId;
+use crate::ids::{EnvironmentId, FlagId};
 use crate::live::Snapshot;
 use crate::paging::Cursor;
 use crate::tokens::sessions::{self as token_sessions, RevokeTarget};
-use crate::workos::{runtime_rule_set, FeatureFlag, List, WorkosUser};
+use crate::workos::{runtime_flag, FeatureFlag, List, WorkosUser};
 use crate::AppState;
 
 /// The largest body the WorkOS surface takes.
@@ -421,47 +424,176 @@ fn on_for_any(snapshot: &Snapshot, env: &EnvironmentId, contexts: &[Context]) ->
 // ---------------------------------------------------------------------------
 // The rule set the SDK's runtime client polls to evaluate locally.
 
-/// The runtime rule sets as sent, one per environment, built once per
-/// model revision from the model: every client of an environment polls the
-/// same bytes until something changes.
+/// The runtime rule sets as sent, one per environment, each assembled
+/// from the snapshot once per revision and polled as the same bytes until
+/// something changes. A new revision does not rebuild a set: each flag's
+/// part (`"slug":{…}`) is kept while the snapshot holds the same rule (the
+/// same pointer), so only the flags that changed are serialized again, and
+/// a set that no change touched keeps its bytes, its ETag and its gzip.
 #[derive(Default)]
 pub struct RuleSets {
-    built: Mutex<HashMap<EnvironmentId, (i64, Bytes)>>,
+    built: Mutex<HashMap<EnvironmentId, Arc<RuleSet>>>,
+}
+
+/// One environment's rule set as sent.
+pub struct RuleSet {
+    revision: i64,
+    /// The flags it was assembled from, by id, with their parts.
+    parts: HashMap<FlagId, (Arc<FlagRule>, Bytes)>,
+    body: Bytes,
+    etag: String,
+    /// The body gzipped, made on the first request that accepts it.
+    gzip: Arc<OnceLock<Bytes>>,
 }
 
 impl RuleSets {
-    fn get(&self, state: &AppState, env_id: &EnvironmentId) -> Result<Bytes> {
-        let model = state.model();
-        let revision = model.revision;
-        if let Some((built_at, body)) = self
-            .built
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(env_id)
-        {
-            if *built_at == revision {
-                return Ok(body.clone());
+    fn get(&self, state: &AppState, env_id: &EnvironmentId) -> Result<Arc<RuleSet>> {
+        let snapshot = state.model();
+        let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = built.get(env_id).cloned();
+        if let Some(set) = &previous {
+            if set.revision == snapshot.revision {
+                return Ok(set.clone());
             }
         }
-        let body = match model.model.environment(env_id) {
-            Some(env) => serde_json::to_vec(&runtime_rule_set(env)),
-            None => serde_json::to_vec(&serde_json::json!({})),
-        }
-        .map_err(Error::internal)?;
-        let body = Bytes::from(body);
-        self.built
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(env_id.clone(), (revision, body.clone()));
-        Ok(body)
+        let set = Arc::new(RuleSet::assemble(
+            snapshot.revision,
+            snapshot.model.environment(env_id),
+            previous.as_deref(),
+        )?);
+        built.insert(env_id.clone(), set.clone());
+        Ok(set)
     }
 }
 
-/// The key's environment's rule set (`crate::workos::runtime_rule_set`).
-async fn runtime_rules(state: web::Data<AppState>, auth: ApiAuth) -> Result<HttpResponse> {
-    let body = state.rule_sets.get(&state, &auth.environment.id)?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body))
+impl RuleSet {
+    fn assemble(
+        revision: i64,
+        env: Option<&EnvironmentModel>,
+        previous: Option<&RuleSet>,
+    ) -> Result<RuleSet> {
+        let mut parts = HashMap::new();
+        let mut reused = 0;
+        let live = env
+            .into_iter()
+            .flat_map(|env| env.all_flags())
+            .filter(|f| !f.archived);
+        let mut order: Vec<FlagId> = Vec::new();
+        for flag in live {
+            let kept = previous
+                .and_then(|p| p.parts.get(&flag.id))
+                .filter(|(rule, _)| Arc::ptr_eq(rule, flag));
+            let part = match kept {
+                Some((_, part)) => {
+                    reused += 1;
+                    part.clone()
+                }
+                None => {
+                    let mut part =
+                        serde_json::to_vec(flag.slug.as_str()).map_err(Error::internal)?;
+                    part.push(b':');
+                    serde_json::to_writer(&mut part, &runtime_flag(flag))
+                        .map_err(Error::internal)?;
+                    Bytes::from(part)
+                }
+            };
+            order.push(flag.id.clone());
+            parts.insert(flag.id.clone(), (flag.clone(), part));
+        }
+        if let Some(previous) = previous {
+            if reused == parts.len() && previous.parts.len() == parts.len() {
+                return Ok(RuleSet {
+                    revision,
+                    parts,
+                    body: previous.body.clone(),
+                    etag: previous.etag.clone(),
+                    gzip: previous.gzip.clone(),
+                });
+            }
+        }
+        let size: usize = parts.values().map(|(_, p)| p.len() + 1).sum();
+        let mut body = Vec::with_capacity(size + 2);
+        body.push(b'{');
+        for (i, id) in order.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&parts[id].1);
+        }
+        body.push(b'}');
+        let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+        Ok(RuleSet {
+            revision,
+            parts,
+            body: Bytes::from(body),
+            etag,
+            gzip: Arc::default(),
+        })
+    }
+
+    /// The body gzipped (made once per set).
+    fn gzipped(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.body.len() / 3),
+                    flate2::Compression::new(RULE_SET_GZIP_LEVEL),
+                );
+                // Writing to a Vec cannot fail.
+                let _ = encoder.write_all(&self.body);
+                Bytes::from(encoder.finish().unwrap_or_default())
+            })
+            .clone()
+    }
+}
+
+/// How hard the rule set is compressed: once per change, for every poll.
+const RULE_SET_GZIP_LEVEL: u32 = 9;
+
+/// Whether the request accepts a gzipped answer.
+fn accepts_gzip(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
+/// The key's environment's rule set (`crate::workos::runtime_flag` for
+/// each flag), with an `ETag` for `If-None-Match`, gzipped for clients
+/// that accept it.
+async fn runtime_rules(
+    state: web::Data<AppState>,
+    auth: ApiAuth,
+    req: HttpRequest,
+) -> Result<HttpResponse> {
+    let set = state.rule_sets.get(&state, &auth.environment.id)?;
+    let unchanged = super::ofrep::none_match(&req, &set.etag);
+    let mut response = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, set.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::VARY, "Accept-Encoding"));
+    if unchanged {
+        return Ok(response.finish());
+    }
+    response.content_type("application/json");
+    if accepts_gzip(&req) {
+        return Ok(response
+            .insert_header((header::CONTENT_ENCODING, "gzip"))
+            .body(set.gzipped()));
+    }
+    // Sent as it is: the compression middleware leaves it alone.
+    Ok(response
+        .insert_header((header::CONTENT_ENCODING, "identity"))
+        .body(set.body.clone()))
 }
