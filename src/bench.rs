@@ -125,11 +125,8 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<()> {
     };
     for &algorithm in SigningAlgorithm::ALL {
         let key = keys::generate(algorithm)?;
-        let signer = Signer {
-            kid: key.kid,
-            algorithm,
-            key: std::sync::Arc::new(algorithm.encoding_key(&key.private_der)),
-        };
+        let signer = Signer::new(key.kid, algorithm, &key.private_der)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let issue = |i: usize| {
             let context = &contexts[i % contexts.len()];
             let session = Session {

@@ -154,11 +154,9 @@ impl Application {
         });
         let model = state.model.clone();
         state.read(move |conn| model.catch_up(conn)).await?;
-        state.model.spawn_applier(
-            state.pool.clone(),
-            url.clone(),
-            state.config.applier_settings(),
-        )?;
+        state
+            .model
+            .spawn_applier(url.clone(), state.config.applier_settings())?;
         spawn_usage_flusher(state.clone());
         if state.config.webhook_delivery {
             webhooks::delivery::spawn(

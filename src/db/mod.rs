@@ -121,30 +121,13 @@ impl ManageConnection for Manager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<DbConn, r2d2::Error> {
-        match self.url.backend {
-            Backend::Sqlite => {
-                let mut conn = SqliteConnection::establish(&self.url.target)
-                    .map_err(r2d2::Error::ConnectionError)?;
-                // The busy timeout comes first: switching to WAL takes a
-                // lock, and connections opened at once on a new file would
-                // otherwise fail with "database is locked" and be retried.
-                // WAL lets readers run beside the single writer; the busy
-                // timeout makes writers wait for each other instead of failing.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
-                .map_err(r2d2::Error::QueryError)?;
-                conn.set_instrumentation(QueryCounter(self.stats.clone()));
-                Ok(DbConn::Sqlite(conn))
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::establish(&self.url.target)
-                    .map_err(r2d2::Error::ConnectionError)?;
-                conn.set_instrumentation(QueryCounter(self.stats.clone()));
-                Ok(DbConn::Pg(conn))
-            }
+        let mut conn = connect(&self.url)?;
+        let counter = QueryCounter(self.stats.clone());
+        match &mut conn {
+            DbConn::Sqlite(c) => c.set_instrumentation(counter),
+            DbConn::Pg(c) => c.set_instrumentation(counter),
         }
+        Ok(conn)
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
@@ -158,6 +141,31 @@ impl ManageConnection for Manager {
         use diesel::connection::TransactionManager;
         std::thread::panicking()
             || <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// Opens one connection, set up as every pooled one is: on SQLite, WAL,
+/// foreign keys and a busy timeout.
+pub fn connect(url: &DatabaseUrl) -> Result<DbConn, r2d2::Error> {
+    match url.backend {
+        Backend::Sqlite => {
+            let mut conn =
+                SqliteConnection::establish(&url.target).map_err(r2d2::Error::ConnectionError)?;
+            // The busy timeout comes first: switching to WAL takes a
+            // lock, and connections opened at once on a new file would
+            // otherwise fail with "database is locked" and be retried.
+            // WAL lets readers run beside the single writer; the busy
+            // timeout makes writers wait for each other instead of failing.
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(r2d2::Error::QueryError)?;
+            Ok(DbConn::Sqlite(conn))
+        }
+        Backend::Postgres => PgConnection::establish(&url.target)
+            .map(DbConn::Pg)
+            .map_err(r2d2::Error::ConnectionError),
     }
 }
 

@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use diesel::connection::SimpleConnection;
-use diesel::Connection;
 use imbl::{HashMap, OrdSet};
 
 use crate::changes::{self, ChangeRow, Kind};
-use crate::db::{Backend, DatabaseUrl, DbConn, Pool};
+use crate::db::{DatabaseUrl, DbConn};
 use crate::environments::api_keys::ApiKey;
 use crate::environments::Environment;
 use crate::error::Result;
@@ -559,18 +558,18 @@ impl LiveModel {
         std::mem::replace(&mut *woken, false)
     }
 
-    /// Starts the applier on its own thread. It holds the model weakly and
-    /// stops when the application is dropped.
+    /// Starts the applier on its own thread, with a connection of its own
+    /// (so it never waits for, or takes, one the requests need). It holds
+    /// the model weakly and stops when the application is dropped.
     pub fn spawn_applier(
         self: &Arc<Self>,
-        pool: Pool,
         url: DatabaseUrl,
         settings: ApplierSettings,
     ) -> std::io::Result<()> {
         let weak = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("flagpole-model".into())
-            .spawn(move || run_applier(weak, pool, url, settings))
+            .spawn(move || run_applier(weak, url, settings))
             .map(|_| ())
     }
 }
@@ -588,93 +587,110 @@ pub struct ApplierSettings {
 /// only a read of what the server has already sent.
 const LISTEN_TICK: Duration = Duration::from_millis(5);
 
-fn run_applier(weak: Weak<LiveModel>, pool: Pool, url: DatabaseUrl, settings: ApplierSettings) {
-    let mut listener = Listener::new(&url);
+fn run_applier(weak: Weak<LiveModel>, url: DatabaseUrl, settings: ApplierSettings) {
+    let mut follower = Follower::new(url);
     let mut last_read = Instant::now();
     let mut last_prune: Option<Instant> = None;
     loop {
-        let tick = if listener.is_listening() {
+        let tick = if follower.is_listening() {
             LISTEN_TICK
         } else {
             settings.poll_interval
         };
         let Some(model) = weak.upgrade() else { break };
         let woken = model.wait(tick);
-        let notified = listener.notified();
+        let notified = follower.notified();
         if !(woken || notified || last_read.elapsed() >= settings.poll_interval) {
             continue;
         }
         last_read = Instant::now();
-        let result = pool
-            .get()
-            .map_err(|e| crate::error::Error::internal(anyhow::anyhow!("{e}")))
-            .and_then(|mut conn| {
-                model.catch_up(&mut conn)?;
-                if last_prune.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                    last_prune = Some(Instant::now());
-                    changes::prune(&mut conn, Timestamp::now().minus(settings.retention))?;
-                }
-                Ok(())
-            });
+        let Some(conn) = follower.connection() else {
+            continue;
+        };
+        let mut result = model.catch_up(conn).map(|_| ());
+        if result.is_ok() && last_prune.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            last_prune = Some(Instant::now());
+            result = changes::prune(conn, Timestamp::now().minus(settings.retention)).map(|_| ());
+        }
         if let Err(e) = result {
             tracing::warn!(error = %e, "bringing the live model up to date failed; retrying");
+            follower.reset();
         }
     }
 }
 
-/// PostgreSQL's notifications of new changes, on a connection of its own;
-/// reconnects after a failure, and meanwhile the poll carries on.
-struct Listener {
-    url: Option<String>,
-    conn: Option<diesel::pg::PgConnection>,
+/// The applier's own connection; on PostgreSQL it also listens for
+/// notifications of new changes. Reconnects after a failure, and meanwhile
+/// the poll carries on.
+struct Follower {
+    url: DatabaseUrl,
+    conn: Option<DbConn>,
+    listening: bool,
     retry_at: Instant,
 }
 
-impl Listener {
-    fn new(url: &DatabaseUrl) -> Self {
-        let mut listener = Listener {
-            url: (url.backend == Backend::Postgres).then(|| url.target.clone()),
+impl Follower {
+    fn new(url: DatabaseUrl) -> Self {
+        let mut follower = Follower {
+            url,
             conn: None,
+            listening: false,
             retry_at: Instant::now(),
         };
-        listener.connect();
-        listener
+        follower.connection();
+        follower
     }
 
-    fn connect(&mut self) {
-        let Some(url) = &self.url else { return };
-        if Instant::now() < self.retry_at {
-            return;
-        }
-        let connected = diesel::pg::PgConnection::establish(url)
-            .map_err(|e| e.to_string())
-            .and_then(|mut conn| {
-                conn.batch_execute(&format!("LISTEN {}", changes::CHANNEL))
-                    .map(|_| conn)
-                    .map_err(|e| e.to_string())
-            });
-        match connected {
-            Ok(conn) => self.conn = Some(conn),
-            Err(e) => {
-                tracing::warn!(error = %e, "listening for changes failed; polling instead");
-                self.retry_at = Instant::now() + Duration::from_secs(5);
+    /// The connection, opened (and listening) if it was not.
+    fn connection(&mut self) -> Option<&mut DbConn> {
+        if self.conn.is_none() && Instant::now() >= self.retry_at {
+            match crate::db::connect(&self.url) {
+                Ok(mut conn) => {
+                    self.listening = match &mut conn {
+                        DbConn::Pg(pg) => {
+                            match pg.batch_execute(&format!("LISTEN {}", changes::CHANNEL)) {
+                                Ok(()) => true,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "listening for changes failed; polling instead");
+                                    false
+                                }
+                            }
+                        }
+                        DbConn::Sqlite(_) => false,
+                    };
+                    self.conn = Some(conn);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the live model cannot reach the database; retrying");
+                    self.retry_at = Instant::now() + Duration::from_secs(2);
+                }
             }
         }
+        self.conn.as_mut()
+    }
+
+    fn reset(&mut self) {
+        self.conn = None;
+        self.listening = false;
+        self.retry_at = Instant::now() + Duration::from_secs(1);
     }
 
     fn is_listening(&self) -> bool {
-        self.conn.is_some()
+        self.listening
     }
 
-    /// Whether a notification arrived since the last call.
+    /// Whether a notification arrived since the last call (or the
+    /// connection broke, so that something may have been missed).
     fn notified(&mut self) -> bool {
-        let Some(conn) = &mut self.conn else {
-            self.connect();
+        if !self.listening {
+            return false;
+        }
+        let Some(DbConn::Pg(pg)) = &mut self.conn else {
             return false;
         };
         let mut any = false;
         let mut failed = None;
-        for notification in conn.notifications_iter() {
+        for notification in pg.notifications_iter() {
             match notification {
                 Ok(_) => any = true,
                 Err(e) => {
@@ -685,8 +701,7 @@ impl Listener {
         }
         if let Some(e) = failed {
             tracing::warn!(error = %e, "the change listener's connection failed");
-            self.conn = None;
-            // Something may have been missed: read the log now.
+            self.reset();
             return true;
         }
         any

@@ -28,14 +28,6 @@ impl SigningAlgorithm {
             Self::EdDsa => jsonwebtoken::Algorithm::EdDSA,
         }
     }
-    /// Builds the encoding key from the private key's DER form.
-    pub fn encoding_key(self, der: &[u8]) -> jsonwebtoken::EncodingKey {
-        match self {
-            Self::Es256 => jsonwebtoken::EncodingKey::from_ec_der(der),
-            Self::Rs256 => jsonwebtoken::EncodingKey::from_rsa_der(der),
-            Self::EdDsa => jsonwebtoken::EncodingKey::from_ed_der(der),
-        }
-    }
 }
 
 /// A freshly generated key pair: the private key as DER (PKCS#8 for EC and
@@ -184,12 +176,14 @@ mod tests {
     fn every_algorithm_signs_tokens_its_jwk_verifies() {
         for &algorithm in SigningAlgorithm::ALL {
             let key = generate(algorithm).unwrap();
-            let mut header = jsonwebtoken::Header::new(algorithm.jwt_algorithm());
-            header.kid = Some(key.kid.clone());
-            let claims = json!({"sub": "user_1", "exp": 4_000_000_000u64});
-            let token =
-                jsonwebtoken::encode(&header, &claims, &algorithm.encoding_key(&key.private_der))
+            let signer =
+                crate::tokens::signing::Signer::new(key.kid.clone(), algorithm, &key.private_der)
                     .unwrap();
+            let claims = json!({"sub": "user_1", "exp": 4_000_000_000u64});
+            let token = signer.sign(&claims).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+            assert_eq!(header.alg, algorithm.jwt_algorithm());
             let jwk: jsonwebtoken::jwk::Jwk =
                 serde_json::from_value(key.public_jwk.clone()).unwrap();
             let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
@@ -139,12 +141,64 @@ pub fn jwks(keys: &[SigningKey]) -> Value {
     json!({ "keys": keys })
 }
 
-/// A key ready to sign with.
+/// A key ready to sign with: parsed once, with its JWT header already
+/// encoded, so a signature is the only work left per token.
 #[derive(Clone)]
 pub struct Signer {
     pub kid: String,
     pub algorithm: SigningAlgorithm,
-    pub key: Arc<jsonwebtoken::EncodingKey>,
+    key: Arc<KeyPair>,
+    /// The base64url of the JWT header (`alg`, `typ`, `kid`).
+    header: Arc<str>,
+}
+
+/// A parsed private key.
+enum KeyPair {
+    Es256(aws_lc_rs::signature::EcdsaKeyPair),
+    Rs256(aws_lc_rs::signature::RsaKeyPair),
+    EdDsa(aws_lc_rs::signature::Ed25519KeyPair),
+}
+
+impl KeyPair {
+    /// Parses the private key's DER form (PKCS#8 for EC and Ed25519, PKCS#1
+    /// for RSA, as `keys::generate` makes them).
+    fn parse(algorithm: SigningAlgorithm, der: &[u8]) -> Result<KeyPair> {
+        use aws_lc_rs::signature as sig;
+        let bad =
+            |what: &str| Error::internal(anyhow::anyhow!("a stored {what} key does not parse"));
+        Ok(match algorithm {
+            SigningAlgorithm::Es256 => KeyPair::Es256(
+                sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|_| bad("ES256"))?,
+            ),
+            SigningAlgorithm::Rs256 => {
+                KeyPair::Rs256(sig::RsaKeyPair::from_der(der).map_err(|_| bad("RS256"))?)
+            }
+            SigningAlgorithm::EdDsa => KeyPair::EdDsa(
+                sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| bad("EdDSA"))?,
+            ),
+        })
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let failed = |_| Error::internal(anyhow::anyhow!("signing a token failed"));
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            KeyPair::Es256(key) => Ok(key.sign(&rng, message).map_err(failed)?.as_ref().to_vec()),
+            KeyPair::Rs256(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    message,
+                    &mut signature,
+                )
+                .map_err(failed)?;
+                Ok(signature)
+            }
+            KeyPair::EdDsa(key) => Ok(key.sign(message).as_ref().to_vec()),
+        }
+    }
 }
 
 /// Opened signing keys per environment, re-read from the database every
@@ -180,11 +234,7 @@ impl SignerCache {
         }
         let row = active_key(conn, sealer, environment_id)?;
         let der = sealer.open(&row.private_key_sealed, &row.id)?;
-        let signer = Signer {
-            kid: row.id,
-            algorithm: row.algorithm,
-            key: Arc::new(row.algorithm.encoding_key(&der)),
-        };
+        let signer = Signer::new(row.id, row.algorithm, &der)?;
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -202,11 +252,30 @@ impl SignerCache {
 }
 
 impl Signer {
-    /// Signs `claims` as a JWT with this key, its `alg` and its `kid`.
+    /// A signer for the private key `der` of `algorithm`, named `kid`.
+    pub fn new(kid: String, algorithm: SigningAlgorithm, der: &[u8]) -> Result<Signer> {
+        let mut header = jsonwebtoken::Header::new(algorithm.jwt_algorithm());
+        header.kid = Some(kid.clone());
+        let header = serde_json::to_vec(&header).map_err(Error::internal)?;
+        Ok(Signer {
+            key: Arc::new(KeyPair::parse(algorithm, der)?),
+            header: Arc::from(URL_SAFE_NO_PAD.encode(header)),
+            kid,
+            algorithm,
+        })
+    }
+
+    /// Signs `claims` as a JWT (JWS compact form) with this key, its `alg`
+    /// and its `kid`.
     pub fn sign(&self, claims: &impl serde::Serialize) -> Result<String> {
-        let mut header = jsonwebtoken::Header::new(self.algorithm.jwt_algorithm());
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.key)
-            .map_err(|e| Error::internal(anyhow::anyhow!("signing a token: {e}")))
+        let claims = serde_json::to_vec(claims).map_err(Error::internal)?;
+        let mut token = String::with_capacity(self.header.len() + claims.len() * 4 / 3 + 100);
+        token.push_str(&self.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        let signature = self.key.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
     }
 }
