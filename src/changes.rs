@@ -85,9 +85,21 @@ pub struct ChangeRow {
     pub created_at: Timestamp,
 }
 
+thread_local! {
+    /// Whether this thread recorded a change since [`take_recorded`].
+    static RECORDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the work run on this thread since the last call recorded a
+/// change (whose revision the model must then reach); resets the mark.
+pub fn take_recorded() -> bool {
+    RECORDED.with(|r| r.replace(false))
+}
+
 /// Records, in the caller's transaction, that something an answer depends
 /// on changed; returns the revision it took.
 pub fn changed(conn: &mut DbConn, what: Changed<'_>) -> Result<i64> {
+    RECORDED.with(|r| r.set(true));
     diesel::update(revisions::table.find(1))
         .set(revisions::revision.eq(revisions::revision + 1))
         .execute(conn)?;

@@ -89,8 +89,16 @@ impl AppState {
         T: Send + 'static,
     {
         let (result, revision) = db::run(&self.pool, move |conn| {
+            changes::take_recorded();
             let result = f(conn)?;
-            Ok((result, changes::revision(conn).ok()))
+            // Only a write that recorded a change has a revision to wait
+            // for; the others (a session started, a key used) skip the read.
+            let revision = if changes::take_recorded() {
+                changes::revision(conn).ok()
+            } else {
+                None
+            };
+            Ok((result, revision))
         })
         .await?;
         self.webhook_wakeup.notify_one();

@@ -242,6 +242,7 @@ diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(api_keys -> environments (environment_id));
 diesel::joinable!(signing_keys -> environments (environment_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(webhook_endpoints -> environments (environment_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_deliveries -> webhook_events (event_id));

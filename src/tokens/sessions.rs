@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 
 use super::keys::KeySealer;
 use crate::audit::{Actor, Change};
-use crate::db::schema::{refresh_tokens, sessions};
+use crate::db::schema::{
+    memberships as memberships_table, organizations as orgs, refresh_tokens, sessions,
+    users as users_table,
+};
 use crate::db::DbConn;
 use crate::directory::organizations::{self, NewOrganization, OrganizationPatch};
 use crate::directory::users::{self, NewUser, UserPatch};
@@ -83,10 +86,25 @@ fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The organization `key` names, which the user must belong to.
+/// The organization `key` names, which the user must belong to: one query
+/// reads the organization with the user's membership of it.
 fn membership_of(conn: &mut DbConn, user: &User, key: &str) -> Result<Organization> {
-    let org = organizations::named(conn, key)?;
-    if !directory::is_member(conn, &user.id, &org.id)? {
+    let key = key.trim();
+    let (org, member): (Organization, Option<UserId>) = orgs::table
+        .left_join(
+            memberships_table::table.on(memberships_table::organization_id
+                .eq(orgs::id)
+                .and(memberships_table::user_id.eq(&user.id))),
+        )
+        .filter(orgs::id.eq(key).or(orgs::external_id.eq(key)))
+        .select((
+            Organization::as_select(),
+            memberships_table::user_id.nullable(),
+        ))
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound(Entity::Organization))?;
+    if member.is_none() {
         return Err(Error::Refused(Refusal::NotAMember));
     }
     Ok(org)
@@ -143,9 +161,12 @@ fn insert_refresh_token(conn: &mut DbConn, session_id: &SessionId) -> Result<Str
     Ok(token)
 }
 
-/// Starts a session in `env`: `POST /api/v1/sessions`. Every write (just-in-
-/// time users and organizations, the membership, the session and its first
-/// refresh token) is one transaction.
+/// Starts a session in `env`: `POST /api/v1/sessions`. A session for an
+/// existing user reads the user (and the membership) first and then writes
+/// the session and its first refresh token in one transaction, so on SQLite
+/// the write lock is held only for the two inserts; an inline user's writes
+/// (just-in-time user and organization, membership, session, refresh token)
+/// are all one transaction.
 pub fn start(
     conn: &mut DbConn,
     settings: &TokenSettings,
@@ -153,60 +174,68 @@ pub fn start(
     env: &Environment,
     who: &SessionFor,
 ) -> Result<Issued> {
-    crate::db::write_transaction(conn, |conn| {
-        let (user, organization) = match who {
-            SessionFor::Ids { user, organization } => {
-                let user = users::named(conn, user)?;
-                let org = match organization {
-                    Some(key) => Some(membership_of(conn, &user, key)?),
-                    None => None,
-                };
-                (user, org)
-            }
-            SessionFor::Inline { user, organization } => {
-                let user = provision_user(conn, actor, user)?;
-                let org = match organization {
-                    Some(OrganizationSpec::Existing(key)) => Some(membership_of(conn, &user, key)?),
-                    Some(OrganizationSpec::Inline(input)) => {
-                        let org = provision_org(conn, actor, input)?;
-                        if !directory::is_member(conn, &user.id, &org.id)? {
-                            memberships::insert(
-                                conn,
-                                &Membership {
-                                    user_id: user.id.clone(),
-                                    organization_id: org.id.clone(),
-                                    created_at: Timestamp::now(),
-                                },
-                            )?;
-                        }
-                        Some(org)
+    match who {
+        SessionFor::Ids { user, organization } => {
+            let user = users::named(conn, user)?;
+            let org = match organization {
+                Some(key) => Some(membership_of(conn, &user, key)?),
+                None => None,
+            };
+            crate::db::write_transaction(conn, |conn| open(conn, settings, env, user, org))
+        }
+        SessionFor::Inline { user, organization } => crate::db::write_transaction(conn, |conn| {
+            let user = provision_user(conn, actor, user)?;
+            let org = match organization {
+                Some(OrganizationSpec::Existing(key)) => Some(membership_of(conn, &user, key)?),
+                Some(OrganizationSpec::Inline(input)) => {
+                    let org = provision_org(conn, actor, input)?;
+                    if !directory::is_member(conn, &user.id, &org.id)? {
+                        memberships::insert(
+                            conn,
+                            &Membership {
+                                user_id: user.id.clone(),
+                                organization_id: org.id.clone(),
+                                created_at: Timestamp::now(),
+                            },
+                        )?;
                     }
-                    None => None,
-                };
-                (user, org)
-            }
-        };
-        let at = Timestamp::now();
-        let session = Session {
-            id: SessionId::generate(),
-            environment_id: env.id.clone(),
-            user_id: user.id.clone(),
-            organization_id: organization.map(|o| o.id),
-            created_at: at,
-            last_refreshed_at: at,
-            expires_at: at.plus_seconds(settings.refresh_ttl_seconds),
-            revoked_at: None,
-            revoked_reason: None,
-        };
-        diesel::insert_into(sessions::table)
-            .values(&session)
-            .execute(conn)?;
-        let refresh_token = insert_refresh_token(conn, &session.id)?;
-        Ok(Issued {
-            session,
-            user,
-            refresh_token,
-        })
+                    Some(org)
+                }
+                None => None,
+            };
+            open(conn, settings, env, user, org)
+        }),
+    }
+}
+
+/// Writes a new session and its first refresh token.
+fn open(
+    conn: &mut DbConn,
+    settings: &TokenSettings,
+    env: &Environment,
+    user: User,
+    organization: Option<Organization>,
+) -> Result<Issued> {
+    let at = Timestamp::now();
+    let session = Session {
+        id: SessionId::generate(),
+        environment_id: env.id.clone(),
+        user_id: user.id.clone(),
+        organization_id: organization.map(|o| o.id),
+        created_at: at,
+        last_refreshed_at: at,
+        expires_at: at.plus_seconds(settings.refresh_ttl_seconds),
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    diesel::insert_into(sessions::table)
+        .values(&session)
+        .execute(conn)?;
+    let refresh_token = insert_refresh_token(conn, &session.id)?;
+    Ok(Issued {
+        session,
+        user,
+        refresh_token,
     })
 }
 
@@ -263,13 +292,18 @@ pub fn refresh(
         diesel::update(refresh_tokens::table.find(&token_hash))
             .set(refresh_tokens::token_hash.eq(&token_hash))
             .execute(conn)?;
-        let row: RefreshToken = refresh_tokens::table
-            .find(&token_hash)
-            .select(RefreshToken::as_select())
+        // The token, its session and the session's user, in one read.
+        let (row, mut session, user): (RefreshToken, Session, User) = refresh_tokens::table
+            .inner_join(sessions::table.inner_join(users_table::table))
+            .filter(refresh_tokens::token_hash.eq(&token_hash))
+            .select((
+                RefreshToken::as_select(),
+                Session::as_select(),
+                User::as_select(),
+            ))
             .first(conn)
             .optional()?
             .ok_or(Error::Refused(Refusal::InvalidRefreshToken))?;
-        let mut session = get_session(conn, &row.session_id)?;
         if environment.is_some_and(|env| *env != session.environment_id) {
             return Err(Error::Refused(Refusal::InvalidRefreshToken));
         }
@@ -286,7 +320,6 @@ pub fn refresh(
             if let (true, Some(sealed)) = (within_grace, &row.successor_sealed) {
                 let successor = String::from_utf8(sealer.open(sealed, &row.token_hash)?)
                     .map_err(Error::internal)?;
-                let user = users::get(conn, &session.user_id)?;
                 return Ok(RefreshOutcome::Issued(Box::new(Issued {
                     session,
                     user,
@@ -296,7 +329,6 @@ pub fn refresh(
             revoke_session(conn, &session.id, "refresh_token_reused")?;
             return Ok(RefreshOutcome::Reused);
         }
-        let user = users::get(conn, &session.user_id)?;
         if let Some(key) = organization {
             session.organization_id = Some(membership_of(conn, &user, key)?.id);
         }

@@ -215,7 +215,10 @@ pub(crate) async fn rotate(
                 organization.as_deref(),
                 environment.as_ref(),
             )?;
-            let environment = environments::get(conn, &issued.session.environment_id)?;
+            let environment = match st.model().environment(&issued.session.environment_id) {
+                Some(env) => Environment::clone(env),
+                None => environments::get(conn, &issued.session.environment_id)?,
+            };
             let signer = st.signers.signer(conn, &st.sealer, &environment.id)?;
             Ok(Refreshed {
                 issued,
