@@ -23,6 +23,7 @@ pub mod flags;
 pub mod ids;
 pub mod live;
 pub mod paging;
+pub mod small_set;
 pub mod time;
 pub mod tokens;
 pub mod validate;

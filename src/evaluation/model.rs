@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use imbl::{HashMap, OrdMap, OrdSet};
 
+use crate::small_set::SmallSet;
+
 use super::{decide, named_subjects, on_for_anyone, Context, Decision, FlagRule};
 use crate::ids::{EnvironmentId, FlagId};
 
@@ -32,7 +34,7 @@ pub struct EnvironmentModel {
     for_anyone: OrdSet<Arc<str>>,
     /// Flags that may be on for a subject because they name it, by the
     /// subject's Flagpole id.
-    by_subject: HashMap<Arc<str>, OrdSet<Arc<str>>>,
+    by_subject: HashMap<Arc<str>, SmallSet<Arc<str>>>,
 }
 
 impl Model {
@@ -101,10 +103,8 @@ impl EnvironmentModel {
         }
         if indexed(&flag) {
             for id in subject_ids(&flag) {
-                self.by_subject
-                    .entry(Arc::from(id))
-                    .or_default()
-                    .insert(slug.clone());
+                let slugs = self.by_subject.entry(Arc::from(id)).or_default();
+                *slugs = slugs.with(slug.clone());
             }
         }
         self.slugs.insert(flag.id.clone(), slug.clone());
@@ -125,7 +125,7 @@ impl EnvironmentModel {
         for subject in subject_ids(&flag) {
             let now_empty = match self.by_subject.get_mut(subject) {
                 Some(slugs) => {
-                    slugs.remove(&slug);
+                    *slugs = slugs.without(&slug);
                     slugs.is_empty()
                 }
                 None => false,

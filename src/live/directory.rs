@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use imbl::{HashMap, OrdSet};
+use imbl::{HashMap, HashSet};
+
+use crate::small_set::SmallSet;
 
 use crate::ids::{OrgId, UserId};
 
@@ -24,9 +26,9 @@ pub struct Directory {
     /// organization: the targeted organizations.
     targeted: HashMap<OrgId, u32>,
     /// The targeted organizations of each user.
-    memberships: HashMap<UserId, OrdSet<OrgId>>,
+    memberships: HashMap<UserId, SmallSet<OrgId>>,
     /// The members of each targeted organization.
-    members: HashMap<OrgId, OrdSet<UserId>>,
+    members: HashMap<OrgId, HashSet<UserId>>,
 }
 
 impl Directory {
@@ -95,7 +97,7 @@ impl Directory {
     pub fn forget(&mut self, id: &str) {
         self.forget_external_id(id);
         if let Some(user) = UserId::parse(id) {
-            self.set_memberships(&user, OrdSet::new());
+            self.set_memberships(&user, Vec::new());
         }
     }
 
@@ -121,7 +123,7 @@ impl Directory {
             for user in members {
                 let now_empty = match self.memberships.get_mut(&user) {
                     Some(orgs) => {
-                        orgs.remove(org);
+                        *orgs = orgs.without(org);
                         orgs.is_empty()
                     }
                     None => false,
@@ -142,10 +144,8 @@ impl Directory {
         if !self.is_targeted(org) {
             return;
         }
-        self.memberships
-            .entry(user.clone())
-            .or_default()
-            .insert(org.clone());
+        let orgs = self.memberships.entry(user.clone()).or_default();
+        *orgs = orgs.with(org.clone());
         self.members
             .entry(org.clone())
             .or_default()
@@ -154,8 +154,8 @@ impl Directory {
 
     /// Replaces what is known of a user's organizations by `orgs` (those
     /// that rules do not target are left out).
-    pub fn set_memberships(&mut self, user: &UserId, orgs: OrdSet<OrgId>) {
-        let orgs: OrdSet<OrgId> = orgs.into_iter().filter(|o| self.is_targeted(o)).collect();
+    pub fn set_memberships(&mut self, user: &UserId, orgs: Vec<OrgId>) {
+        let orgs = SmallSet::from_items(orgs.into_iter().filter(|o| self.is_targeted(o)));
         let before = self.memberships.remove(user).unwrap_or_default();
         for org in before.iter().filter(|o| !orgs.contains(*o)) {
             let now_empty = match self.members.get_mut(org) {
@@ -186,7 +186,7 @@ impl Directory {
         (
             self.users.len(),
             self.organizations.len(),
-            self.memberships.values().map(OrdSet::len).sum(),
+            self.memberships.values().map(SmallSet::len).sum(),
         )
     }
 }

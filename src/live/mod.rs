@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use diesel::connection::SimpleConnection;
-use imbl::{HashMap, OrdSet};
+use imbl::HashMap;
 
 use crate::changes::{self, ChangeRow, Kind};
 use crate::db::{DatabaseUrl, DbConn};
@@ -331,12 +331,12 @@ impl Snapshot {
         // Memberships of targeted organizations.
         if !touched.members.is_empty() {
             let users: Vec<UserId> = touched.members.iter().cloned().collect();
-            let mut orgs: BTreeMap<UserId, OrdSet<OrgId>> =
-                users.iter().map(|u| (u.clone(), OrdSet::new())).collect();
+            let mut orgs: BTreeMap<UserId, Vec<OrgId>> =
+                users.iter().map(|u| (u.clone(), Vec::new())).collect();
             for (user, org, external) in source::memberships_of(conn, &users)? {
                 next.directory
                     .set_external_id(user.as_str(), external.as_deref());
-                orgs.entry(user).or_default().insert(org);
+                orgs.entry(user).or_default().push(org);
             }
             for (user, orgs) in orgs {
                 next.directory.set_memberships(&user, orgs);
