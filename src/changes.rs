@@ -38,6 +38,8 @@ pub enum Changed<'a> {
     Credentials(&'a EnvironmentId),
     /// A user joined or left an organization that rules target.
     Membership(&'a UserId),
+    /// Anything at all (a bulk load): every instance builds its model afresh.
+    Everything,
 }
 
 impl Changed<'_> {
@@ -49,6 +51,7 @@ impl Changed<'_> {
             Changed::Subject(s) => (Kind::Subject, None, None, Some(s.to_string())),
             Changed::Credentials(e) => (Kind::Credentials, None, Some(e), None),
             Changed::Membership(u) => (Kind::Membership, None, None, Some(u.to_string())),
+            Changed::Everything => (Kind::Everything, None, None, None),
         };
         ChangeRow {
             revision,
@@ -70,6 +73,7 @@ crate::text_enum! {
         Subject = "subject",
         Credentials = "credentials",
         Membership = "membership",
+        Everything = "everything",
     }
 }
 

@@ -22,6 +22,7 @@ pub mod evaluation;
 pub mod flags;
 pub mod ids;
 pub mod live;
+pub mod loader;
 pub mod paging;
 pub mod small_set;
 pub mod time;

@@ -27,11 +27,22 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Fill the database with demo organizations, users and flags.
+    /// Fill the database with demo organizations, users and flags. With
+    /// `--users`, loads a data set of that size in bulk instead, to measure
+    /// Flagpole at scale.
     SeedDemo {
         /// How many flags to create.
         #[arg(long, default_value_t = 24)]
         flags: usize,
+        /// Bulk-load this many users (each a member of one organization).
+        #[arg(long)]
+        users: Option<usize>,
+        /// With --users: how many organizations.
+        #[arg(long, default_value_t = 1000)]
+        organizations: usize,
+        /// With --users: targets of each flag whose rule is Some, in Production.
+        #[arg(long, default_value_t = 100)]
+        targets_per_flag: usize,
     },
     /// Measure evaluation and token signing speed on this machine.
     Bench {
@@ -221,7 +232,38 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
-            Command::SeedDemo { flags } => {
+            Command::SeedDemo {
+                flags,
+                users: Some(users),
+                organizations,
+                targets_per_flag,
+            } => {
+                let url = db::DatabaseUrl::parse(&config.database_url)?;
+                let pool = flagpole::prepare_database(&url, 1).await?;
+                let mut conn = pool.get()?;
+                let spec = flagpole::loader::LoadSpec {
+                    users,
+                    organizations,
+                    flags,
+                    targets_per_flag,
+                };
+                let loaded = flagpole::loader::load(&mut conn, &spec, |what| {
+                    eprintln!("loading {what}");
+                })
+                .map_err(cli_error)?;
+                println!(
+                    "loaded {} users, {} organizations, {} memberships, {} flags, {} rules and {} targets in {:.1} s",
+                    loaded.users,
+                    loaded.organizations,
+                    loaded.memberships,
+                    loaded.flags,
+                    loaded.rules,
+                    loaded.targets,
+                    loaded.seconds
+                );
+                Ok(())
+            }
+            Command::SeedDemo { flags, .. } => {
                 let url = db::DatabaseUrl::parse(&config.database_url)?;
                 let pool = flagpole::prepare_database(&url, 1).await?;
                 let mut conn = pool.get()?;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use imbl::{HashMap, OrdMap, OrdSet};
+use imbl::{HashMap, OrdMap};
 
 use crate::small_set::SmallSet;
 
@@ -31,10 +31,10 @@ pub struct EnvironmentModel {
     /// The slug of each flag, by id.
     slugs: HashMap<FlagId, Arc<str>>,
     /// Flags that may be on whoever asks (mode All, enabled), by slug.
-    for_anyone: OrdSet<Arc<str>>,
+    for_anyone: OrdMap<Arc<str>, Arc<FlagRule>>,
     /// Flags that may be on for a subject because they name it, by the
     /// subject's Flagpole id.
-    by_subject: HashMap<Arc<str>, SmallSet<Arc<str>>>,
+    by_subject: HashMap<Arc<str>, SmallSet<Candidate>>,
 }
 
 impl Model {
@@ -57,7 +57,7 @@ impl Model {
     }
 
     /// The sorted slugs on for `context` in an environment.
-    pub fn evaluate(&self, environment: &EnvironmentId, context: &Context) -> Vec<String> {
+    pub fn evaluate(&self, environment: &EnvironmentId, context: &Context) -> Vec<&str> {
         self.environment(environment)
             .map(|env| env.evaluate(context))
             .unwrap_or_default()
@@ -95,16 +95,41 @@ impl Model {
     }
 }
 
+/// A flag the index offers as a candidate: the rule itself, so that
+/// evaluating needs no lookup by slug; ordered by slug.
+#[derive(Debug, Clone)]
+struct Candidate(Arc<FlagRule>);
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.slug.as_str() == other.0.slug.as_str()
+    }
+}
+
+impl Eq for Candidate {}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.slug.as_str().cmp(other.0.slug.as_str())
+    }
+}
+
 impl EnvironmentModel {
     fn insert(&mut self, flag: Arc<FlagRule>) {
         let slug: Arc<str> = Arc::from(flag.slug.as_str());
         if on_for_anyone(&flag) {
-            self.for_anyone.insert(slug.clone());
+            self.for_anyone.insert(slug.clone(), flag.clone());
         }
         if indexed(&flag) {
             for id in subject_ids(&flag) {
-                let slugs = self.by_subject.entry(Arc::from(id)).or_default();
-                *slugs = slugs.with(slug.clone());
+                let candidates = self.by_subject.entry(Arc::from(id)).or_default();
+                *candidates = candidates.with(Candidate(flag.clone()));
             }
         }
         self.slugs.insert(flag.id.clone(), slug.clone());
@@ -122,11 +147,12 @@ impl EnvironmentModel {
         if !indexed(&flag) {
             return;
         }
+        let gone = Candidate(flag.clone());
         for subject in subject_ids(&flag) {
             let now_empty = match self.by_subject.get_mut(subject) {
-                Some(slugs) => {
-                    *slugs = slugs.without(&slug);
-                    slugs.is_empty()
+                Some(candidates) => {
+                    *candidates = candidates.without(&gone);
+                    candidates.is_empty()
                 }
                 None => false,
             };
@@ -166,34 +192,43 @@ impl EnvironmentModel {
         self.flag(slug).map(|flag| decide(flag, context))
     }
 
-    /// The sorted slugs of the flags that are on for `context`.
-    pub fn evaluate(&self, context: &Context) -> Vec<String> {
-        let mut on: Vec<String> = self
-            .candidates(context)
-            .into_iter()
-            .filter(|slug| self.decide(slug, context).is_some_and(|d| d.on))
-            .map(|slug| slug.to_string())
-            .collect();
-        on.sort_unstable();
-        on
-    }
-
-    /// The flags that may be on for `context`, each once.
-    fn candidates(&self, context: &Context) -> Vec<&Arc<str>> {
+    /// The sorted slugs of the flags that are on for `context`, borrowed
+    /// from the model (an answer allocates one vector, not a string a flag).
+    pub fn evaluate(&self, context: &Context) -> Vec<&str> {
         let named = |id: Option<&str>| id.and_then(|id| self.by_subject.get(id));
-        let mut candidates: Vec<&Arc<str>> = self.for_anyone.iter().collect();
-        for slugs in [
+        // The few flags that name the context's subjects and are not among
+        // those on for anyone, in slug order.
+        let mut named: Vec<&Arc<FlagRule>> = [
             named(context.user.as_ref().map(|u| u.as_str())),
             named(context.organization.as_ref().map(|o| o.as_str())),
         ]
         .into_iter()
         .flatten()
-        {
-            candidates.extend(slugs.iter());
+        .flat_map(|candidates| candidates.iter().map(|c| &c.0))
+        .filter(|flag| !self.for_anyone.contains_key(flag.slug.as_str()))
+        .collect();
+        named.sort_unstable_by(|a, b| a.slug.as_str().cmp(b.slug.as_str()));
+        named.dedup_by(|a, b| a.slug.as_str() == b.slug.as_str());
+        // Merged with the flags on for anyone (already in slug order), each
+        // confirmed by the one decision.
+        let mut on = Vec::with_capacity(self.for_anyone.len() + named.len());
+        let mut named = named.into_iter().peekable();
+        for anyone in self.for_anyone.values() {
+            while let Some(flag) = named.next_if(|f| f.slug.as_str() < anyone.slug.as_str()) {
+                push_if_on(&mut on, flag, context);
+            }
+            push_if_on(&mut on, anyone, context);
         }
-        candidates.sort_unstable();
-        candidates.dedup();
-        candidates
+        for flag in named {
+            push_if_on(&mut on, flag, context);
+        }
+        on
+    }
+}
+
+fn push_if_on<'a>(on: &mut Vec<&'a str>, flag: &'a FlagRule, context: &Context) {
+    if decide(flag, context).on {
+        on.push(flag.slug.as_str());
     }
 }
 

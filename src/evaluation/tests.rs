@@ -85,7 +85,7 @@ proptest! {
                 .map(|f| f.slug.to_string())
                 .collect();
             let answer = model.evaluate(&env, context);
-            prop_assert_eq!(answer.iter().cloned().collect::<BTreeSet<_>>(), expected);
+            prop_assert_eq!(answer.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(), expected);
             prop_assert!(answer.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
             for flag in &flags {
                 let decision = decide(flag, context);

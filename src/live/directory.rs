@@ -1,18 +1,33 @@
 //! What the model knows of users and organizations: just enough to resolve
 //! the ids callers give without a query, and to list a user's flags with
-//! those of the user's organizations. A caller names a subject by its
-//! Flagpole id or its external id; only subjects that rules name (and the
-//! members of targeted organizations) can change an answer, so only their
-//! external ids are kept. A subject the model does not know is evaluated as
-//! given and matches no target: exactly what it would get if it were known.
+//! those of the user's organizations.
+//!
+//! A caller names a subject by its Flagpole id or its external id. Only
+//! subjects that rules name can change an answer, so only their external
+//! ids are kept: a subject the model does not know is evaluated as given
+//! and matches no target, exactly what it would get if it were known.
+//!
+//! The members of each organization that rules target are kept as a sorted
+//! set of compact user keys (the 128 bits of the user id's ULID, 16 bytes a
+//! member), so a million memberships cost about 16 MB; the organizations of
+//! a user are found by looking the user up in each targeted organization.
 
 use std::sync::Arc;
 
-use imbl::{HashMap, HashSet};
-
-use crate::small_set::SmallSet;
+use imbl::HashMap;
 
 use crate::ids::{OrgId, UserId};
+use crate::small_set::SmallSet;
+
+/// A user as the member sets keep it: the ULID of its id.
+pub type UserKey = u128;
+
+/// The compact key of a user id (`user_` and a ULID); `None` for an id
+/// Flagpole cannot have generated, which therefore belongs to nobody.
+pub fn user_key(id: &str) -> Option<UserKey> {
+    let ulid = id.strip_prefix(UserId::PREFIX)?.strip_prefix('_')?;
+    ulid::Ulid::from_string(ulid).ok().map(u128::from)
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
@@ -25,10 +40,8 @@ pub struct Directory {
     /// How many rules (in any environment, of any mode) name each
     /// organization: the targeted organizations.
     targeted: HashMap<OrgId, u32>,
-    /// The targeted organizations of each user.
-    memberships: HashMap<UserId, SmallSet<OrgId>>,
     /// The members of each targeted organization.
-    members: HashMap<OrgId, HashSet<UserId>>,
+    members: HashMap<OrgId, SmallSet<UserKey>>,
 }
 
 impl Directory {
@@ -48,11 +61,18 @@ impl Directory {
 
     /// The organizations the user belongs to that rules target: the only
     /// ones whose flags can differ from the user's own.
-    pub fn organizations_of(&self, user: &UserId) -> impl Iterator<Item = &OrgId> + '_ {
-        self.memberships
-            .get(user)
-            .into_iter()
-            .flat_map(|orgs| orgs.iter())
+    pub fn organizations_of(&self, user: &UserId) -> Vec<OrgId> {
+        let Some(key) = user_key(user) else {
+            return Vec::new();
+        };
+        let mut orgs: Vec<OrgId> = self
+            .members
+            .iter()
+            .filter(|(_, members)| members.contains(&key))
+            .map(|(org, _)| org.clone())
+            .collect();
+        orgs.sort();
+        orgs
     }
 
     /// Records a subject's external id (or that it has none), replacing the
@@ -96,12 +116,13 @@ impl Directory {
     /// Forgets a deleted subject (its targets go by their own changes).
     pub fn forget(&mut self, id: &str) {
         self.forget_external_id(id);
-        if let Some(user) = UserId::parse(id) {
-            self.set_memberships(&user, Vec::new());
+        if UserId::parse(id).is_some() {
+            self.set_memberships(id, &[]);
         }
     }
 
-    /// Counts one more rule naming `org`; true when it was named by none.
+    /// Counts one more rule naming `org`; true when it was named by none
+    /// (its members are then to be loaded).
     pub fn target(&mut self, org: &OrgId) -> bool {
         let count = self.targeted.entry(org.clone()).or_insert(0);
         *count += 1;
@@ -115,23 +136,9 @@ impl Directory {
             return;
         };
         *count = count.saturating_sub(1);
-        if *count > 0 {
-            return;
-        }
-        self.targeted.remove(org);
-        if let Some(members) = self.members.remove(org) {
-            for user in members {
-                let now_empty = match self.memberships.get_mut(&user) {
-                    Some(orgs) => {
-                        *orgs = orgs.without(org);
-                        orgs.is_empty()
-                    }
-                    None => false,
-                };
-                if now_empty {
-                    self.memberships.remove(&user);
-                }
-            }
+        if *count == 0 {
+            self.targeted.remove(org);
+            self.members.remove(org);
         }
     }
 
@@ -139,44 +146,39 @@ impl Directory {
         self.targeted.contains_key(org)
     }
 
-    /// Records that `user` belongs to `org`, if rules target `org`.
-    pub fn add_member(&mut self, user: &UserId, org: &OrgId) {
-        if !self.is_targeted(org) {
-            return;
+    /// Sets the members of a targeted organization.
+    pub fn set_members(&mut self, org: &OrgId, users: impl IntoIterator<Item = UserKey>) {
+        if self.is_targeted(org) {
+            self.members
+                .insert(org.clone(), SmallSet::from_items(users));
         }
-        let orgs = self.memberships.entry(user.clone()).or_default();
-        *orgs = orgs.with(org.clone());
-        self.members
-            .entry(org.clone())
-            .or_default()
-            .insert(user.clone());
     }
 
-    /// Replaces what is known of a user's organizations by `orgs` (those
-    /// that rules do not target are left out).
-    pub fn set_memberships(&mut self, user: &UserId, orgs: Vec<OrgId>) {
-        let orgs = SmallSet::from_items(orgs.into_iter().filter(|o| self.is_targeted(o)));
-        let before = self.memberships.remove(user).unwrap_or_default();
-        for org in before.iter().filter(|o| !orgs.contains(*o)) {
-            let now_empty = match self.members.get_mut(org) {
-                Some(users) => {
-                    users.remove(user);
-                    users.is_empty()
+    /// Sets which of the targeted organizations `user` (a Flagpole id)
+    /// belongs to: exactly those of `orgs`.
+    pub fn set_memberships(&mut self, user: &str, orgs: &[OrgId]) {
+        let Some(key) = user_key(user) else { return };
+        let changed: Vec<(OrgId, SmallSet<UserKey>)> = self
+            .members
+            .iter()
+            .filter_map(|(org, members)| {
+                let member = orgs.contains(org);
+                match (members.contains(&key), member) {
+                    (false, true) => Some((org.clone(), members.with(key))),
+                    (true, false) => Some((org.clone(), members.without(&key))),
+                    _ => None,
                 }
-                None => false,
-            };
-            if now_empty {
-                self.members.remove(org);
+            })
+            .collect();
+        for (org, members) in changed {
+            self.members.insert(org, members);
+        }
+        // A targeted organization with no member yet has no set to find.
+        for org in orgs {
+            if self.is_targeted(org) && !self.members.contains_key(org) {
+                self.members
+                    .insert(org.clone(), SmallSet::from_items([key]));
             }
-        }
-        for org in orgs.iter().filter(|o| !before.contains(*o)) {
-            self.members
-                .entry(org.clone())
-                .or_default()
-                .insert(user.clone());
-        }
-        if !orgs.is_empty() {
-            self.memberships.insert(user.clone(), orgs);
         }
     }
 
@@ -186,7 +188,7 @@ impl Directory {
         (
             self.users.len(),
             self.organizations.len(),
-            self.memberships.values().map(SmallSet::len).sum(),
+            self.members.values().map(SmallSet::len).sum(),
         )
     }
 }

@@ -212,13 +212,21 @@ impl Snapshot {
         newly
     }
 
-    fn add_members(&mut self, members: Vec<source::Member>) {
-        for (user, org, external) in members {
-            if let Some(external) = external {
-                self.directory
-                    .set_external_id(user.as_str(), Some(&external));
+    /// Sets the member lists of `orgs` from `members`.
+    fn set_member_lists(
+        &mut self,
+        orgs: impl IntoIterator<Item = OrgId>,
+        members: Vec<source::Member>,
+    ) {
+        let mut by_org: std::collections::HashMap<OrgId, Vec<directory::UserKey>> =
+            orgs.into_iter().map(|org| (org, Vec::new())).collect();
+        for (user, org) in members {
+            if let Some(key) = directory::user_key(&user) {
+                by_org.entry(org).or_default().push(key);
             }
-            self.directory.add_member(&user, &org);
+        }
+        for (org, keys) in by_org {
+            self.directory.set_members(&org, keys);
         }
     }
 
@@ -229,7 +237,7 @@ impl Snapshot {
         }
         let orgs: Vec<OrgId> = orgs.into_iter().collect();
         let members = source::members(conn, Some(&orgs))?;
-        self.add_members(members);
+        self.set_member_lists(orgs, members);
         Ok(())
     }
 
@@ -245,8 +253,9 @@ impl Snapshot {
         for flag in source::flags(conn, None)? {
             next.flags.insert(flag.flag.id.clone(), Arc::new(flag));
         }
-        next.set_rules(source::rules(conn, Scope::All)?);
-        next.add_members(source::members(conn, None)?);
+        let targeted = next.set_rules(source::rules(conn, Scope::All)?);
+        let members = source::members(conn, None)?;
+        next.set_member_lists(targeted, members);
         let mut keys: BTreeMap<EnvironmentId, Vec<ApiKey>> = BTreeMap::new();
         for key in source::keys(conn, None)? {
             keys.entry(key.environment_id.clone())
@@ -333,13 +342,11 @@ impl Snapshot {
             let users: Vec<UserId> = touched.members.iter().cloned().collect();
             let mut orgs: BTreeMap<UserId, Vec<OrgId>> =
                 users.iter().map(|u| (u.clone(), Vec::new())).collect();
-            for (user, org, external) in source::memberships_of(conn, &users)? {
-                next.directory
-                    .set_external_id(user.as_str(), external.as_deref());
+            for (user, org) in source::memberships_of(conn, &users)? {
                 orgs.entry(user).or_default().push(org);
             }
             for (user, orgs) in orgs {
-                next.directory.set_memberships(&user, orgs);
+                next.directory.set_memberships(&user, &orgs);
             }
         }
 
@@ -381,6 +388,8 @@ struct Touched {
     subjects: BTreeSet<String>,
     credentials: BTreeSet<EnvironmentId>,
     members: BTreeSet<UserId>,
+    /// A change of everything: only a build will do.
+    everything: bool,
 }
 
 impl Touched {
@@ -401,6 +410,7 @@ impl Touched {
             Kind::Membership => self
                 .members
                 .extend(subject.as_deref().and_then(UserId::parse)),
+            Kind::Everything => self.everything = true,
         }
     }
 }
@@ -503,6 +513,19 @@ impl LiveModel {
         } else {
             (Snapshot::build(conn, revision)?, Applied::Built)
         };
+        if applied == Applied::Built {
+            let sizes = next.sizes();
+            tracing::info!(
+                revision,
+                rules = sizes.rules,
+                targets = sizes.targets,
+                memberships = sizes.memberships,
+                external_ids = sizes.external_users + sizes.external_organizations,
+                keys = sizes.keys,
+                millis = started.elapsed().as_millis() as u64,
+                "built the live model"
+            );
+        }
         self.publish(next);
         let took = started.elapsed();
         let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);

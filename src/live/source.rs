@@ -194,19 +194,13 @@ pub fn keys(conn: &mut DbConn, only: Option<&[EnvironmentId]>) -> Result<Vec<Api
     Ok(query.select(ApiKey::as_select()).load(conn)?)
 }
 
-/// A membership as the model keeps it, with the member's external id.
-pub type Member = (UserId, OrgId, Option<String>);
+/// A membership: the user and the organization.
+pub type Member = (UserId, OrgId);
 
 /// The members of organizations: of `only`, or of every organization that
 /// some rule targets.
 pub fn members(conn: &mut DbConn, only: Option<&[OrgId]>) -> Result<Vec<Member>> {
-    let query = || {
-        memberships::table.inner_join(users::table).select((
-            memberships::user_id,
-            memberships::organization_id,
-            users::external_id,
-        ))
-    };
+    let query = || memberships::table.select((memberships::user_id, memberships::organization_id));
     match only {
         None => {
             let targeted = targets::table
@@ -236,13 +230,8 @@ pub fn memberships_of(conn: &mut DbConn, users: &[UserId]) -> Result<Vec<Member>
     for chunk in users.chunks(CHUNK) {
         found.extend(
             memberships::table
-                .inner_join(users::table)
                 .filter(memberships::user_id.eq_any(chunk))
-                .select((
-                    memberships::user_id,
-                    memberships::organization_id,
-                    users::external_id,
-                ))
+                .select((memberships::user_id, memberships::organization_id))
                 .load::<Member>(conn)?,
         );
     }

@@ -33,7 +33,11 @@ pub fn mint(
         Some(session.user_id.clone()),
         session.organization_id.clone(),
     );
-    let feature_flags = model.evaluate(&env.id, &context);
+    let feature_flags: Vec<String> = model
+        .evaluate(&env.id, &context)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let access_token = signer.sign(&Claims::new(settings, issuer, env, session, &feature_flags))?;
     Ok(Minted {
         access_token,

@@ -382,7 +382,8 @@ struct UserFlagsQuery {
 /// The flags that are on for a user: for the user alone and in each of the
 /// organizations the user belongs to (as WorkOS's list includes the flags
 /// of the user's organizations), or with `organization_id`, for the user in
-/// that organization; as a list.
+/// that organization; as a list. Answered from the model, except for a user
+/// named by an external id the model does not hold.
 async fn user_flags(
     state: web::Data<AppState>,
     auth: ApiAuth,
@@ -395,14 +396,26 @@ async fn user_flags(
     let contexts: Vec<Context> = match optional(query.organization_id) {
         Some(org) => vec![snapshot.context(Some(&user), Some(&org))],
         None => {
-            let alone = snapshot.context(Some(&user), None);
+            let mut alone = snapshot.context(Some(&user), None);
+            if alone.user.is_none() {
+                // An external id the model does not hold (the user is no
+                // target): the organizations' flags need the user's id, so
+                // this one case asks the database. The SDK sends Flagpole
+                // ids, which never get here.
+                let key = user.clone();
+                alone.user = state
+                    .read(move |conn| directory::find_user(conn, &key))
+                    .await?
+                    .map(|u| u.id);
+            }
             let mut contexts = vec![alone.clone()];
             if let Some(id) = &alone.user {
                 contexts.extend(
                     snapshot
                         .directory
                         .organizations_of(id)
-                        .map(|org| Context::new(alone.user.clone(), Some(org.clone()))),
+                        .into_iter()
+                        .map(|org| Context::new(alone.user.clone(), Some(org))),
                 );
             }
             contexts
@@ -417,6 +430,7 @@ fn on_for_any(snapshot: &Snapshot, env: &EnvironmentId, contexts: &[Context]) ->
     let on: BTreeSet<String> = contexts
         .iter()
         .flat_map(|context| snapshot.model.evaluate(env, context))
+        .map(str::to_string)
         .collect();
     workos_flags(snapshot, env, |flag| on.contains(flag.slug.as_str()))
 }

@@ -328,6 +328,7 @@ async fn the_patched_model_agrees_with_sql_over_random_changes(app: TestApp) {
                     let known: BTreeSet<String> = snapshot
                         .directory
                         .organizations_of(&user.id)
+                        .into_iter()
                         .map(|o| o.to_string())
                         .collect();
                     let targeted = sql_targeted_orgs_of(&mut conn, &user.id);

@@ -35,7 +35,7 @@ struct EvaluateBody {
 
 /// The flags that are on for a user (and organization).
 #[derive(Serialize, ToSchema)]
-pub struct EvaluationResponse {
+pub struct EvaluationResponse<'a> {
     /// The user, as the request named it.
     #[schema(example = "u-1042")]
     pub user_id: String,
@@ -43,8 +43,8 @@ pub struct EvaluationResponse {
     #[schema(value_type = Option<String>, required = true, example = "acme")]
     pub organization_id: Option<String>,
     /// The slugs of the flags that are on.
-    #[schema(example = json!(["new-checkout"]))]
-    pub feature_flags: Vec<String>,
+    #[schema(value_type = Vec<String>, example = json!(["new-checkout"]))]
+    pub feature_flags: Vec<&'a str>,
 }
 
 /// Evaluates every flag of the environment for the context the caller
