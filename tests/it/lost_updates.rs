@@ -45,18 +45,15 @@ async fn concurrent_patches_of_an_organization_both_last(app: TestApp) {
         assert_eq!(state["external_id"], "acme");
     }
     // Both fields at once, each from its own request.
-    crate::support::make_org(&app, "Globex", "globex");
+    // By Flagpole id: one of them renames the external id the other could
+    // otherwise have been looking for.
+    let globex = crate::support::make_org(&app, "Globex", "globex");
     let key = crate::support::api_key(&app, "staging", "racer-2");
     let (a, b) = (app.api(Some(&key)), app.api(Some(&key)));
+    let path = format!("/api/v1/organizations/{}", globex.id);
     let (ra, rb) = tokio::join!(
-        a.patch_json(
-            "/api/v1/organizations/globex",
-            json!({"name": "Globex Corp"})
-        ),
-        b.patch_json(
-            "/api/v1/organizations/globex",
-            json!({"external_id": "globex-2"})
-        )
+        a.patch_json(&path, json!({"name": "Globex Corp"})),
+        b.patch_json(&path, json!({"external_id": "globex-2"}))
     );
     assert_eq!((ra.status, rb.status), (200, 200));
     let state = a.get("/api/v1/organizations/globex-2").await.body;
