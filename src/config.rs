@@ -62,6 +62,8 @@ pub struct Config {
     /// How long the change log keeps a change (default 1 h); an instance
     /// further behind builds its model afresh.
     pub change_retention: Duration,
+    /// `FLAGPOLE_METRICS`: serve Prometheus metrics at `/metrics` (default true).
+    pub metrics: bool,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://flagpole.db";
@@ -173,6 +175,13 @@ impl Config {
                     })?,
             },
             change_retention: DEFAULT_CHANGE_RETENTION,
+            metrics: match var("FLAGPOLE_METRICS").as_deref() {
+                None | Some("true" | "1" | "on") => true,
+                Some("false" | "0" | "off") => false,
+                Some(other) => {
+                    anyhow::bail!("FLAGPOLE_METRICS must be true or false (got {other:?})")
+                }
+            },
         };
         config.validate()?;
         Ok(config)
@@ -238,6 +247,7 @@ impl Config {
             key_usage_flush_interval: DEFAULT_KEY_USAGE_FLUSH_INTERVAL,
             model_poll_interval: DEFAULT_MODEL_POLL_INTERVAL,
             change_retention: DEFAULT_CHANGE_RETENTION,
+            metrics: true,
         }
     }
 

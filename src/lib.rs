@@ -23,6 +23,7 @@ pub mod flags;
 pub mod ids;
 pub mod live;
 pub mod loader;
+pub mod metrics;
 pub mod paging;
 pub mod small_set;
 pub mod time;
@@ -66,6 +67,7 @@ pub struct AppState {
     pub rule_sets: web::workos::RuleSets,
     /// What the pool has done: statements, checkouts, waits.
     pub db_stats: Arc<db::Stats>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -148,6 +150,7 @@ impl Application {
         config.validate()?;
         let url = DatabaseUrl::parse(&config.database_url)?;
         let db_stats = Arc::new(db::Stats::default());
+        let metrics = Arc::new(metrics::Metrics::default());
         let pool = prepare_database_with(&url, config.pool_size, db_stats.clone()).await?;
         let state = actix_web::web::Data::new(AppState {
             pool,
@@ -155,11 +158,12 @@ impl Application {
             login_throttle: admins::throttle::LoginThrottle::default(),
             sealer: tokens::keys::KeySealer::new(&config.secret_key),
             signers: tokens::signing::SignerCache::new(config.signer_cache_ttl),
-            model: Arc::new(LiveModel::default()),
+            model: Arc::new(LiveModel::new(metrics.clone())),
             key_usage: environments::api_keys::KeyUsage::default(),
             webhook_wakeup: Arc::default(),
             rule_sets: web::workos::RuleSets::default(),
             db_stats,
+            metrics,
             config,
         });
         let model = state.model.clone();
@@ -174,6 +178,7 @@ impl Application {
                 state.sealer.clone(),
                 state.config.webhook_settings(),
                 Arc::downgrade(&state.webhook_wakeup),
+                state.metrics.clone(),
             )?;
         }
         let port = listener.local_addr()?.port();

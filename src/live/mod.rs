@@ -438,8 +438,9 @@ pub struct LiveModel {
     applying: Mutex<()>,
     /// Set (and signalled) to wake the applier.
     wake: (Mutex<bool>, Condvar),
-    /// What the last catch-ups cost, for `/metrics`.
+    /// What the last catch-ups cost.
     pub stats: Mutex<ApplyStats>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Counters of the applier.
@@ -458,6 +459,13 @@ pub struct ApplyStats {
 
 impl Default for LiveModel {
     fn default() -> Self {
+        LiveModel::new(Arc::default())
+    }
+}
+
+impl LiveModel {
+    /// An empty model, reporting what it does to `metrics`.
+    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
         LiveModel {
             current: ArcSwap::from_pointee(Snapshot {
                 revision: -1,
@@ -467,6 +475,7 @@ impl Default for LiveModel {
             applying: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
             stats: Mutex::new(ApplyStats::default()),
+            metrics,
         }
     }
 }
@@ -529,6 +538,14 @@ impl LiveModel {
         self.publish(next);
         let took = started.elapsed();
         let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        match applied {
+            Applied::Built => self.metrics.model_build_seconds.observe(took.as_secs_f64()),
+            Applied::Patched(n) => {
+                self.metrics.model_patch_seconds.observe(took.as_secs_f64());
+                self.metrics.model_changes_applied.inc_by(n as u64);
+            }
+            Applied::Nothing => {}
+        }
         match applied {
             Applied::Built => {
                 stats.builds += 1;

@@ -7,6 +7,7 @@ pub mod api;
 pub mod dashboard;
 pub mod errors;
 pub mod json;
+pub mod metrics;
 pub mod ofrep;
 pub mod routes;
 pub mod workos;
@@ -51,6 +52,7 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
             .wrap(session)
             .wrap(security_headers())
             .wrap(Compress::default())
+            .wrap(actix_web::middleware::from_fn(metrics::count_requests))
             .configure(routes)
             .default_service(web::to(unmatched))
     })
@@ -81,6 +83,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     Routes::new(cfg, "", Surface::Dashboard)
         .get("/healthz", healthz)
         .get("/readyz", readyz)
+        .get("/metrics", metrics::scrape)
         .get("/static/{file}", static_file)
         .get("/", home);
     api::routes(cfg);

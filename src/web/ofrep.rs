@@ -291,6 +291,7 @@ struct Evaluation {
 fn authorize(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Evaluation> {
     let auth = ApiAuth::check(state, secret_of(req))?;
     let subject = parse_request(body)?;
+    state.metrics.evaluated(&auth.environment.slug, "ofrep");
     let context = state
         .model()
         .context(Some(&subject.user), subject.organization.as_deref());

@@ -367,8 +367,7 @@ async fn organization_flags(
 ) -> Result<HttpResponse> {
     let snapshot = state.model();
     let context = snapshot.context(None, Some(&path.into_inner()));
-    let env = &auth.environment.id;
-    let flags = on_for_any(&snapshot, env, &[context]);
+    let flags = on_for_any(&state, &snapshot, &auth.environment, &[context]);
     flag_page(flags, query.into_inner())
 }
 
@@ -421,12 +420,19 @@ async fn user_flags(
             contexts
         }
     };
-    let flags = on_for_any(&snapshot, &auth.environment.id, &contexts);
+    let flags = on_for_any(&state, &snapshot, &auth.environment, &contexts);
     flag_page(flags, query.page)
 }
 
 /// The live flags on for at least one of `contexts`, as WorkOS's objects.
-fn on_for_any(snapshot: &Snapshot, env: &EnvironmentId, contexts: &[Context]) -> Vec<FeatureFlag> {
+fn on_for_any(
+    state: &AppState,
+    snapshot: &Snapshot,
+    env: &Environment,
+    contexts: &[Context],
+) -> Vec<FeatureFlag> {
+    state.metrics.evaluated(&env.slug, "workos");
+    let env = &env.id;
     let on: BTreeSet<String> = contexts
         .iter()
         .flat_map(|context| snapshot.model.evaluate(env, context))

@@ -305,6 +305,7 @@ struct Worker {
     sealer: KeySealer,
     settings: Settings,
     http: reqwest::Client,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Worker {
@@ -324,6 +325,18 @@ impl Worker {
                 let worker = self.clone();
                 tasks.push(actix_web::rt::spawn(async move {
                     let result = send(&worker.http, &claimed).await;
+                    let label = if result.succeeded() {
+                        "succeeded"
+                    } else if result.status_code.is_some() {
+                        "refused"
+                    } else {
+                        "unreachable"
+                    };
+                    worker
+                        .metrics
+                        .webhook_deliveries
+                        .get_or_create(&crate::metrics::ResultLabels { result: label })
+                        .inc();
                     let settings = worker.settings.clone();
                     crate::db::run(&worker.pool, move |conn| {
                         record_attempt(conn, &settings, &claimed, result)
@@ -353,12 +366,14 @@ pub fn spawn(
     sealer: KeySealer,
     settings: Settings,
     wakeup: Weak<Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<()> {
     let worker = Arc::new(Worker {
         http: client(&settings)?,
         pool,
         sealer,
         settings,
+        metrics,
     });
     actix_web::rt::spawn(async move {
         let mut pruned_at: Option<Instant> = None;

@@ -190,3 +190,11 @@ pub fn prune(conn: &mut DbConn, retention: Duration) -> Result<usize> {
         Ok(forgotten)
     })
 }
+
+/// How many deliveries wait to be sent (or retried).
+pub fn pending_count(conn: &mut DbConn) -> Result<i64> {
+    Ok(webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending))
+        .count()
+        .get_result(conn)?)
+}

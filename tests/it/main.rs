@@ -22,6 +22,7 @@ mod flags_dashboard;
 mod hot_paths;
 mod instances;
 mod lost_updates;
+mod metrics;
 mod migrations;
 mod ofrep;
 mod openapi;

@@ -61,6 +61,7 @@ fn evaluate_for(
     let snapshot = state.model();
     let context = snapshot.context(Some(&user_id), organization_id.as_deref());
     let feature_flags = snapshot.model.evaluate(&env.id, &context);
+    state.metrics.evaluated(&env.slug, "api");
     HttpResponse::Ok().json(EvaluationResponse {
         user_id,
         organization_id,

@@ -10,7 +10,7 @@ use super::{optional, required, ApiAuth, API_PREFIX};
 use crate::directory::organizations::NewOrganization;
 use crate::directory::users::NewUser;
 use crate::environments::{self, Environment};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::ids::{EnvironmentId, OrgId, SessionId};
 use crate::tokens::keys::SigningAlgorithm;
 use crate::tokens::sessions::{self, Issued, OrganizationSpec, RevokeTarget, SessionFor};
@@ -165,6 +165,16 @@ fn session_response(
     signer: &signing::Signer,
 ) -> Result<HttpResponse> {
     let settings = state.config.token_settings();
+    state.metrics.evaluated(&env.slug, "token");
+    if status == StatusCode::CREATED {
+        state
+            .metrics
+            .sessions_issued
+            .get_or_create(&crate::metrics::EnvironmentLabels {
+                environment: env.slug.to_string(),
+            })
+            .inc();
+    }
     let minted = tokens::mint(
         &state.model().model,
         &settings,
@@ -204,7 +214,7 @@ pub(crate) async fn rotate(
     environment: Option<EnvironmentId>,
 ) -> Result<Refreshed> {
     let st = state.clone();
-    state
+    let refreshed = state
         .write(move |conn| {
             let settings = st.config.token_settings();
             let issued = sessions::refresh(
@@ -226,7 +236,23 @@ pub(crate) async fn rotate(
                 signer,
             })
         })
-        .await
+        .await;
+    if let Err(Error::Refused(refusal)) = &refreshed {
+        let reason = match refusal {
+            Refusal::InvalidRefreshToken => "invalid",
+            Refusal::RefreshTokenReused => "reused",
+            Refusal::SessionRevoked => "revoked",
+            Refusal::SessionExpired => "expired",
+            Refusal::NotAMember => "not_a_member",
+            _ => "other",
+        };
+        state
+            .metrics
+            .refreshes_refused
+            .get_or_create(&crate::metrics::ReasonLabels { reason })
+            .inc();
+    }
+    refreshed
 }
 
 /// Starts a session for a user: an access token and a refresh token.
