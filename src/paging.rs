@@ -71,31 +71,32 @@ impl Cursor {
 
     /// The page of `items` (in any order) this cursor selects, by the same
     /// rules as [`paginate!`] applies to a query: for lists kept in memory.
-    pub fn page_of<T>(&self, mut items: Vec<T>, id: impl Fn(&T) -> String) -> Page<T> {
+    pub fn page_of<T>(&self, mut items: Vec<T>, id: impl Fn(&T) -> &str) -> Page<T> {
         items.retain(|item| {
             let item_id = id(item);
-            let after_ok = self.after.as_ref().is_none_or(|after| {
+            let after_ok = self.after.as_deref().is_none_or(|after| {
                 if self.descending {
-                    item_id < *after
+                    item_id < after
                 } else {
-                    item_id > *after
+                    item_id > after
                 }
             });
-            let before_ok = self.before.as_ref().is_none_or(|before| {
+            let before_ok = self.before.as_deref().is_none_or(|before| {
                 if self.descending {
-                    item_id > *before
+                    item_id > before
                 } else {
-                    item_id < *before
+                    item_id < before
                 }
             });
             after_ok && before_ok
         });
-        items.sort_by_cached_key(|item| id(item));
         if self.sorts_descending() {
-            items.reverse();
+            items.sort_unstable_by(|a, b| id(b).cmp(id(a)));
+        } else {
+            items.sort_unstable_by(|a, b| id(a).cmp(id(b)));
         }
         items.truncate(self.limit as usize + 1);
-        self.finish(items, id)
+        self.finish(items, |item| id(item).to_string())
     }
 
     /// Turns `limit + 1` rows read in query order into a page.

@@ -77,20 +77,20 @@ pub struct OfrepContext {
 
 /// One flag's evaluation.
 #[derive(Serialize, ToSchema)]
-pub struct OfrepEvaluation {
+pub struct OfrepEvaluation<'a> {
     /// The flag's slug.
     #[schema(example = "new-checkout")]
-    pub key: String,
+    pub key: &'a str,
     pub value: bool,
     pub reason: OfrepReason,
     pub variant: OfrepVariant,
-    pub metadata: OfrepMetadata,
+    pub metadata: OfrepMetadata<'a>,
 }
 
-impl OfrepEvaluation {
-    fn new(slug: &str, decision: Decision, env: &Environment) -> Self {
+impl<'a> OfrepEvaluation<'a> {
+    fn new(slug: &'a str, decision: Decision, env: &'a Environment) -> Self {
         OfrepEvaluation {
-            key: slug.to_string(),
+            key: slug,
             value: decision.on,
             reason: OfrepReason::of(decision.reason),
             variant: if decision.on {
@@ -99,7 +99,7 @@ impl OfrepEvaluation {
                 OfrepVariant::Off
             },
             metadata: OfrepMetadata {
-                environment: env.slug.to_string(),
+                environment: env.slug.as_str(),
             },
         }
     }
@@ -136,16 +136,16 @@ pub enum OfrepVariant {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct OfrepMetadata {
+pub struct OfrepMetadata<'a> {
     /// The slug of the key's environment.
     #[schema(example = "production")]
-    pub environment: String,
+    pub environment: &'a str,
 }
 
 /// Every flag of the key's environment that is not archived.
 #[derive(Serialize, ToSchema)]
-pub struct OfrepBulkResponse {
-    pub flags: Vec<OfrepEvaluation>,
+pub struct OfrepBulkResponse<'a> {
+    pub flags: Vec<OfrepEvaluation<'a>>,
 }
 
 /// An evaluation error, as the protocol shapes it.
@@ -302,7 +302,11 @@ fn authorize(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Evaluat
 }
 
 /// One flag's evaluation; `None` when the environment has no such flag.
-fn evaluate_one(env: &EnvironmentModel, slug: &str, ev: &Evaluation) -> Option<OfrepEvaluation> {
+fn evaluate_one<'a>(
+    env: &'a EnvironmentModel,
+    slug: &'a str,
+    ev: &'a Evaluation,
+) -> Option<OfrepEvaluation<'a>> {
     let decision = env.decide(slug, &ev.context)?;
     Some(OfrepEvaluation::new(slug, decision, &ev.environment))
 }

@@ -7,7 +7,7 @@
 //! shapes (`crate::workos`) differ. Its contract is WorkOS's API reference
 //! and SDKs, so it is not in `/api/v1/openapi.json`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -206,28 +206,29 @@ async fn jwks(state: web::Data<AppState>, path: web::Path<String>) -> Result<Htt
 // Feature flags, as WorkOS's `feature_flag` objects in the key's environment.
 // Archived flags do not exist here: WorkOS has no archive.
 
-/// The live flags of an environment that `keep` keeps, as WorkOS's
-/// objects, from the model.
-fn workos_flags(
+/// One page of the live flags of an environment that `keep` keeps, as
+/// WorkOS's list, from the model: the page is chosen first, and only its
+/// flags are made into objects.
+fn flag_page(
     snapshot: &Snapshot,
     env: &EnvironmentId,
     keep: impl Fn(&FlagRule) -> bool,
-) -> Vec<FeatureFlag> {
-    let Some(model) = snapshot.model.environment(env) else {
-        return Vec::new();
-    };
-    model
-        .live_flags()
-        .filter(|flag| keep(flag))
-        .filter_map(|flag| snapshot.flag(&flag.id).map(|f| f.workos_object_in(flag)))
-        .collect()
-}
-
-/// One page of `flags`, as WorkOS's list.
-fn flag_page(flags: Vec<FeatureFlag>, query: ListQuery) -> Result<HttpResponse> {
+    query: ListQuery,
+) -> Result<HttpResponse> {
     let cursor: Cursor = query.cursor()?;
-    let page = cursor.page_of(flags, |f| f.id.to_string());
-    Ok(HttpResponse::Ok().json(List::from(page)))
+    let flags: Vec<&FlagRule> = snapshot
+        .model
+        .environment(env)
+        .map(|model| model.live_flags().filter(|flag| keep(flag)).collect())
+        .unwrap_or_default();
+    let page = cursor.page_of(flags, |flag| flag.id.as_str());
+    let page = page.map(|flag| snapshot.flag(&flag.id).map(|f| f.workos_object_in(flag)));
+    let data: Vec<FeatureFlag> = page.data.into_iter().flatten().collect();
+    Ok(HttpResponse::Ok().json(List::from(crate::paging::Page {
+        data,
+        before: page.before,
+        after: page.after,
+    })))
 }
 
 /// A page of the live flags in the key's environment.
@@ -236,8 +237,12 @@ async fn list_flags(
     auth: ApiAuth,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
-    let flags = workos_flags(&state.model(), &auth.environment.id, |_| true);
-    flag_page(flags, query.into_inner())
+    flag_page(
+        &state.model(),
+        &auth.environment.id,
+        |_| true,
+        query.into_inner(),
+    )
 }
 
 /// One live flag as WorkOS's object in `env`.
@@ -367,8 +372,13 @@ async fn organization_flags(
 ) -> Result<HttpResponse> {
     let snapshot = state.model();
     let context = snapshot.context(None, Some(&path.into_inner()));
-    let flags = on_for_any(&state, &snapshot, &auth.environment, &[context]);
-    flag_page(flags, query.into_inner())
+    let on = on_for_any(&state, &snapshot, &auth.environment, &[context]);
+    flag_page(
+        &snapshot,
+        &auth.environment.id,
+        |f| on.contains(f.slug.as_str()),
+        query.into_inner(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -420,25 +430,27 @@ async fn user_flags(
             contexts
         }
     };
-    let flags = on_for_any(&state, &snapshot, &auth.environment, &contexts);
-    flag_page(flags, query.page)
+    let on = on_for_any(&state, &snapshot, &auth.environment, &contexts);
+    flag_page(
+        &snapshot,
+        &auth.environment.id,
+        |f| on.contains(f.slug.as_str()),
+        query.page,
+    )
 }
 
-/// The live flags on for at least one of `contexts`, as WorkOS's objects.
-fn on_for_any(
+/// The slugs of the live flags on for at least one of `contexts`.
+fn on_for_any<'a>(
     state: &AppState,
-    snapshot: &Snapshot,
+    snapshot: &'a Snapshot,
     env: &Environment,
     contexts: &[Context],
-) -> Vec<FeatureFlag> {
+) -> std::collections::HashSet<&'a str> {
     state.metrics.evaluated(&env.slug, "workos");
-    let env = &env.id;
-    let on: BTreeSet<String> = contexts
+    contexts
         .iter()
-        .flat_map(|context| snapshot.model.evaluate(env, context))
-        .map(str::to_string)
-        .collect();
-    workos_flags(snapshot, env, |flag| on.contains(flag.slug.as_str()))
+        .flat_map(|context| snapshot.model.evaluate(&env.id, context))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
