@@ -86,6 +86,11 @@ enum ApiKeyCommand {
         environment: String,
         #[arg(long)]
         name: String,
+        /// evaluation (sessions, evaluation, OFREP, the SDK rule set),
+        /// environment (also this environment's rules) or admin (also flags,
+        /// the directory and the audit log).
+        #[arg(long, default_value = "evaluation", value_parser = ["evaluation", "environment", "admin"])]
+        scope: String,
     },
 }
 
@@ -165,12 +170,19 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::ApiKey {
-                command: ApiKeyCommand::Create { environment, name },
+                command:
+                    ApiKeyCommand::Create {
+                        environment,
+                        name,
+                        scope,
+                    },
             } => {
                 let mut conn = open(&config).await?;
                 let env = environments::by_slug(&mut conn, &environment)
                     .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
-                let (_, secret) = api_keys::create(&mut conn, &cli_actor(), &env.id, &name)
+                let scope = api_keys::KeyScope::parse(&scope)
+                    .ok_or_else(|| anyhow::anyhow!("unknown scope {scope:?}"))?;
+                let (_, secret) = api_keys::create(&mut conn, &cli_actor(), &env.id, &name, scope)
                     .map_err(cli_error)?;
                 println!("{secret}");
                 Ok(())

@@ -124,6 +124,7 @@ diesel::table! {
         created_at -> Text,
         last_used_at -> Nullable<Text>,
         revoked_at -> Nullable<Text>,
+        scope -> Text,
     }
 }
 
@@ -224,6 +225,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    admin_sessions (token_hash) {
+        token_hash -> Text,
+        admin_id -> Text,
+        created_at -> Text,
+        last_seen_at -> Text,
+        revoked_at -> Nullable<Text>,
+        user_agent -> Text,
+    }
+}
+
+diesel::table! {
+    setup_tokens (token_hash) {
+        token_hash -> Text,
+        created_at -> Text,
+        expires_at -> Text,
+        used_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     changes (revision) {
         revision -> BigInt,
         kind -> Text,
@@ -243,6 +264,7 @@ diesel::joinable!(api_keys -> environments (environment_id));
 diesel::joinable!(signing_keys -> environments (environment_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(admin_sessions -> admins (admin_id));
 diesel::joinable!(webhook_endpoints -> environments (environment_id));
 diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_deliveries -> webhook_events (event_id));
@@ -269,4 +291,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_attempts,
     revisions,
     changes,
+    admin_sessions,
+    setup_tokens,
 );

@@ -20,6 +20,33 @@ use crate::ids::{random_token, ApiKeyId, EnvironmentId};
 use crate::time::Timestamp;
 use crate::validate;
 
+crate::text_enum! {
+    /// What a key may do, each scope including the ones before it:
+    /// `evaluation` (sessions, evaluation, OFREP, the SDK's rule set),
+    /// `environment` (also the flags' rules in its own environment), `admin`
+    /// (also flags, the directory and the audit log of every environment).
+    pub enum KeyScope {
+        Evaluation = "evaluation",
+        Environment = "environment",
+        Admin = "admin",
+    }
+}
+
+impl KeyScope {
+    /// In words, for the dashboard.
+    pub fn description(self) -> &'static str {
+        match self {
+            KeyScope::Evaluation => {
+                "Sessions, evaluation, OFREP and the SDK's rule set: what an application backend needs."
+            }
+            KeyScope::Environment => "Also the flags' rules in this environment: for deploy scripts.",
+            KeyScope::Admin => {
+                "Also flags, users, organizations and every environment's audit log: for automation you trust."
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys)]
 pub struct ApiKey {
@@ -32,6 +59,7 @@ pub struct ApiKey {
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    pub scope: KeyScope,
 }
 
 impl ApiKey {
@@ -55,6 +83,7 @@ pub fn create(
     actor: &Actor,
     environment_id: &EnvironmentId,
     name: &str,
+    scope: KeyScope,
 ) -> Result<(ApiKey, String)> {
     let name = validate::name(name, "name", 60).map_err(|e| Error::invalid("name", e))?;
     let secret = format!("sk_{}", random_token(32));
@@ -74,6 +103,7 @@ pub fn create(
             created_at: Timestamp::now(),
             last_used_at: None,
             revoked_at: None,
+            scope,
         };
         diesel::insert_into(api_keys::table)
             .values(&key)
@@ -81,7 +111,7 @@ pub fn create(
         changed(conn, Changed::Credentials(&key.environment_id))?;
         Change::new("api_key.created", "api_key", &key.id, &key.name)
             .environment(&key.environment_id)
-            .after(json!({"name": key.name, "prefix": key.prefix}))
+            .after(json!({"name": key.name, "prefix": key.prefix, "scope": key.scope}))
             .record(conn, actor)?;
         Ok((key, secret.clone()))
     })

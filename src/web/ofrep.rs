@@ -320,7 +320,7 @@ fn evaluate_one<'a>(
     post,
     path = "/ofrep/v1/evaluate/flags/{key}",
     tag = "OFREP",
-    security(("api_key" = []), ("api_key_header" = [])),
+    security(("api_key" = ["evaluation"]), ("api_key_header" = ["evaluation"])),
     params(("key" = String, Path, description = "The flag's slug.")),
     request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
     responses(
@@ -358,7 +358,7 @@ async fn evaluate_flag(
     post,
     path = "/ofrep/v1/evaluate/flags",
     tag = "OFREP",
-    security(("api_key" = []), ("api_key_header" = [])),
+    security(("api_key" = ["evaluation"]), ("api_key_header" = ["evaluation"])),
     params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of the last answer.")),
     request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
     responses(

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::api::paging::ListQuery;
 use super::api::sessions::{key_set, rotate};
-use super::api::{optional, ApiAuth};
+use super::api::{optional, ApiAuth, EnvironmentKey, EvaluationKey};
 use super::json::{BodyLimit, Json};
 use super::routes::Routes;
 use super::Surface;
@@ -178,12 +178,12 @@ struct RevokeBody {
 /// until they expire.
 async fn revoke_session(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EvaluationKey,
     body: Json<RevokeBody>,
 ) -> Result<HttpResponse> {
     let session_id = optional(body.into_inner().session_id)
         .ok_or_else(|| Error::invalid("session_id", "Give the session_id to revoke."))?;
-    let env_id = auth.environment.id;
+    let env_id = auth.environment.id.clone();
     state
         .write(move |conn| {
             token_sessions::revoke(conn, &env_id, RevokeTarget::SessionId(&session_id))
@@ -234,7 +234,7 @@ fn flag_page(
 /// A page of the live flags in the key's environment.
 async fn list_flags(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
     flag_page(
@@ -260,7 +260,7 @@ fn flag_object(state: &AppState, env: &Environment, slug: &str) -> Result<HttpRe
 
 async fn get_flag(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     flag_object(&state, &auth.environment, &path.into_inner())
@@ -287,19 +287,19 @@ async fn set_enabled(
 /// Turns a flag on in the key's environment.
 async fn enable(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    set_enabled(state, auth, path.into_inner(), true).await
+    set_enabled(state, auth.into_inner(), path.into_inner(), true).await
 }
 
 /// Turns a flag off in the key's environment, keeping its rule.
 async fn disable(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    set_enabled(state, auth, path.into_inner(), false).await
+    set_enabled(state, auth.into_inner(), path.into_inner(), false).await
 }
 
 /// Adds or removes one target (`user_…` or `org_…`) of a flag's rule in the
@@ -347,18 +347,18 @@ async fn change_target(
 
 async fn add_target(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    change_target(state, auth, path, true).await
+    change_target(state, auth.into_inner(), path, true).await
 }
 
 async fn remove_target(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    change_target(state, auth, path, false).await
+    change_target(state, auth.into_inner(), path, false).await
 }
 
 /// The flags that are on for every member of an organization (targeted,
@@ -366,7 +366,7 @@ async fn remove_target(
 /// evaluated as given, like every context a caller states.
 async fn organization_flags(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EvaluationKey,
     path: web::Path<String>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
@@ -395,7 +395,7 @@ struct UserFlagsQuery {
 /// named by an external id the model does not hold.
 async fn user_flags(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EvaluationKey,
     path: web::Path<String>,
     query: web::Query<UserFlagsQuery>,
 ) -> Result<HttpResponse> {
@@ -601,7 +601,7 @@ fn accepts_gzip(req: &HttpRequest) -> bool {
 /// that accept it.
 async fn runtime_rules(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EvaluationKey,
     req: HttpRequest,
 ) -> Result<HttpResponse> {
     let set = state.rule_sets.get(&state, &auth.environment.id)?;

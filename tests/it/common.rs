@@ -467,7 +467,7 @@ impl Api {
         Self::answer(req.send().await.expect("POST")).await
     }
 
-    async fn send(
+    pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,

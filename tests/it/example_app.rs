@@ -145,6 +145,7 @@ async fn turning_the_flag_on_in_the_dashboard_changes_the_apps_answer(app: TestA
             &crate::support::actor(),
             &production.id,
             "example",
+            flagpole::environments::api_keys::KeyScope::Admin,
         )
         .unwrap();
         flags::create(
@@ -373,6 +374,7 @@ async fn sign_in_takes_json_sets_a_secure_cookie_off_localhost_and_signs_out(app
             &crate::support::actor(),
             &production.id,
             "example",
+            flagpole::environments::api_keys::KeyScope::Admin,
         )
         .unwrap()
         .1

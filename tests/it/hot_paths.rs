@@ -123,8 +123,14 @@ async fn a_revoked_key_is_refused_at_once_here_and_soon_elsewhere(app: TestApp) 
     let production = env(&app, "production");
     let (key, secret) = {
         let mut conn = app.conn();
-        flagpole::environments::api_keys::create(&mut conn, &actor(), &production.id, "doomed")
-            .unwrap()
+        flagpole::environments::api_keys::create(
+            &mut conn,
+            &actor(),
+            &production.id,
+            "doomed",
+            flagpole::environments::api_keys::KeyScope::Admin,
+        )
+        .unwrap()
     };
     let evaluate = |base: &TestApp| {
         let api = base.api(Some(&secret));

@@ -16,6 +16,7 @@ async fn a_change_through_one_instance_reaches_another_within_seconds(app: TestA
         &crate::support::actor(),
         &staging.id,
         "backend",
+        flagpole::environments::api_keys::KeyScope::Admin,
     )
     .unwrap();
     let user = flagpole::directory::users::create(

@@ -21,6 +21,7 @@ mod example_app;
 mod flags_dashboard;
 mod hot_paths;
 mod instances;
+mod key_scopes;
 mod lost_updates;
 mod metrics;
 mod migrations;

@@ -106,6 +106,7 @@ fn world(app: &TestApp) -> World {
         &crate::support::actor(),
         &production.id,
         "backend",
+        flagpole::environments::api_keys::KeyScope::Admin,
     )
     .unwrap();
     let (_, staging_key) = flagpole::environments::api_keys::create(
@@ -113,6 +114,7 @@ fn world(app: &TestApp) -> World {
         &crate::support::actor(),
         &staging.id,
         "backend",
+        flagpole::environments::api_keys::KeyScope::Admin,
     )
     .unwrap();
     drop(conn);

@@ -113,9 +113,15 @@ pub fn actor() -> Actor {
 pub fn api_key(app: &TestApp, env_slug: &str, name: &str) -> String {
     let e = env(app, env_slug);
     let mut conn = app.conn();
-    flagpole::environments::api_keys::create(&mut conn, &actor(), &e.id, name)
-        .unwrap_or_else(|err| panic!("a key of {env_slug}: {err}"))
-        .1
+    flagpole::environments::api_keys::create(
+        &mut conn,
+        &actor(),
+        &e.id,
+        name,
+        flagpole::environments::api_keys::KeyScope::Admin,
+    )
+    .unwrap_or_else(|err| panic!("a key of {env_slug}: {err}"))
+    .1
 }
 
 pub fn json(state: &Option<String>) -> serde_json::Value {

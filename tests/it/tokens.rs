@@ -106,6 +106,7 @@ fn world(app: &TestApp) -> World {
         &crate::support::actor(),
         &production.id,
         "backend",
+        flagpole::environments::api_keys::KeyScope::Admin,
     )
     .unwrap();
     let (_, staging_key) = flagpole::environments::api_keys::create(
@@ -113,6 +114,7 @@ fn world(app: &TestApp) -> World {
         &crate::support::actor(),
         &staging.id,
         "backend",
+        flagpole::environments::api_keys::KeyScope::Admin,
     )
     .unwrap();
     drop(conn);
@@ -400,6 +402,7 @@ async fn sessions_refuse_non_members_unknown_ids_and_bad_keys(app: TestApp) {
         &crate::support::actor(),
         &w.production.id,
         "temp",
+        flagpole::environments::api_keys::KeyScope::Admin,
     )
     .unwrap();
     drop(conn);

@@ -1112,6 +1112,7 @@ async fn an_archived_flag_can_be_deleted_through_the_api(app: TestApp) {
             &crate::support::actor(),
             &staging.id,
             "ci",
+            flagpole::environments::api_keys::KeyScope::Admin,
         )
         .unwrap()
         .1

@@ -30,6 +30,7 @@ fn world(app: &TestApp) -> World {
         &crate::support::actor(),
         &production.id,
         "backend",
+        flagpole::environments::api_keys::KeyScope::Admin,
     )
     .unwrap();
     let (_, staging_key) = flagpole::environments::api_keys::create(
@@ -37,6 +38,7 @@ fn world(app: &TestApp) -> World {
         &crate::support::actor(),
         &staging.id,
         "backend",
+        flagpole::environments::api_keys::KeyScope::Admin,
     )
     .unwrap();
     drop(conn);

@@ -106,8 +106,8 @@ export async function startFlagpole(backend, { env: extraEnv = {} } = {}) {
     else env[name] = String(value);
   }
   cli(env, 'migrate');
-  const key = cli(env, 'api-key', 'create', '--environment', 'production', '--name', 'node sdk');
-  const stagingKey = cli(env, 'api-key', 'create', '--environment', 'staging', '--name', 'node sdk');
+  const key = cli(env, 'api-key', 'create', '--environment', 'production', '--name', 'node sdk', '--scope', 'admin');
+  const stagingKey = cli(env, 'api-key', 'create', '--environment', 'staging', '--name', 'node sdk', '--scope', 'admin');
   const child = spawn(BINARY, ['serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   try {
     await waitUntilHealthy(base, child);

@@ -235,9 +235,13 @@ def start_flagpole(backend: str, env: Optional[dict[str, Optional[str]]] = None)
                 server_env[name] = str(value)
         env = server_env
         run_cli(env, "migrate")
-        key = run_cli(env, "api-key", "create", "--environment", "production", "--name", "python sdk")
+        key = run_cli(
+            env, "api-key", "create", "--environment", "production", "--name", "python sdk",
+            "--scope", "admin",
+        )
         staging_key = run_cli(
-            env, "api-key", "create", "--environment", "staging", "--name", "python sdk"
+            env, "api-key", "create", "--environment", "staging", "--name", "python sdk",
+            "--scope", "admin",
         )
         child = subprocess.Popen(
             [BINARY, "serve"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL

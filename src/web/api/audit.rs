@@ -11,7 +11,8 @@ use utoipa::IntoParams;
 
 use super::objects::{AuditEventList, AuditEventObject, ErrorBody, ListKind, ListMetadata};
 use super::paging::{query_param, ListQuery};
-use super::{optional, ApiAuth, API_PREFIX};
+use super::AdminKey;
+use super::{optional, API_PREFIX};
 use crate::audit::{self, AuditFilter};
 use crate::environments;
 use crate::error::{Error, Result};
@@ -99,7 +100,7 @@ fn instant(field: &str, value: Option<String>) -> Result<Option<Timestamp>> {
     get,
     path = "/api/v1/audit-events",
     tag = "Audit log",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(AuditParams),
     responses(
         (status = 200, description = "A page of audit events.", body = AuditEventList),
@@ -108,7 +109,7 @@ fn instant(field: &str, value: Option<String>) -> Result<Option<Timestamp>> {
 )]
 async fn list(
     state: web::Data<AppState>,
-    _auth: ApiAuth,
+    _auth: AdminKey,
     query: web::Query<AuditParams>,
 ) -> Result<HttpResponse> {
     let params = query.into_inner();

@@ -14,7 +14,8 @@ use super::objects::{
     UserList, UserObject,
 };
 use super::paging::{query_param, ListQuery};
-use super::{required, ApiAuth, API_PREFIX, BULK_JSON_LIMIT};
+use super::AdminKey;
+use super::{required, API_PREFIX, BULK_JSON_LIMIT};
 use crate::directory::bulk::{self, BulkOrganization, BulkUser, BULK_LIMIT};
 use crate::directory::memberships;
 use crate::directory::organizations::{self, NewOrganization, OrganizationPatch};
@@ -92,7 +93,7 @@ impl IntoParams for SearchParams {
     get,
     path = "/api/v1/organizations",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(SearchParams),
     responses(
         (status = 200, description = "A page of organizations.", body = OrganizationList),
@@ -101,7 +102,7 @@ impl IntoParams for SearchParams {
 )]
 async fn list_orgs(
     state: web::Data<AppState>,
-    _auth: ApiAuth,
+    _auth: AdminKey,
     query: web::Query<SearchParams>,
 ) -> Result<HttpResponse> {
     let params = query.into_inner();
@@ -143,7 +144,7 @@ struct UpdateOrgBody {
     post,
     path = "/api/v1/organizations",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     request_body = CreateOrgBody,
     responses(
         (status = 201, description = "The new organization.", body = OrganizationObject),
@@ -153,7 +154,7 @@ struct UpdateOrgBody {
 )]
 async fn create_org(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     body: Json<CreateOrgBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
@@ -174,7 +175,7 @@ async fn create_org(
     get,
     path = "/api/v1/organizations/{id}",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The organization's Flagpole id or external id.")),
     responses(
         (status = 200, description = "The organization.", body = OrganizationObject),
@@ -183,7 +184,7 @@ async fn create_org(
 )]
 async fn get_org(
     state: web::Data<AppState>,
-    _auth: ApiAuth,
+    _auth: AdminKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let key = path.into_inner();
@@ -199,7 +200,7 @@ async fn get_org(
     patch,
     path = "/api/v1/organizations/{id}",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The organization's Flagpole id or external id.")),
     request_body = UpdateOrgBody,
     responses(
@@ -211,7 +212,7 @@ async fn get_org(
 )]
 async fn update_org(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
     body: Json<UpdateOrgBody>,
 ) -> Result<HttpResponse> {
@@ -237,7 +238,7 @@ async fn update_org(
     delete,
     path = "/api/v1/organizations/{id}",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The organization's Flagpole id or external id.")),
     responses(
         (status = 204, description = "Deleted."),
@@ -246,7 +247,7 @@ async fn update_org(
 )]
 async fn delete_org(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let key = path.into_inner();
@@ -268,7 +269,7 @@ async fn delete_org(
     get,
     path = "/api/v1/organizations/{id}/memberships",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The organization's Flagpole id or external id."), ListQuery),
     responses(
         (status = 200, description = "A page of memberships, each with its user.", body = MembershipList),
@@ -278,7 +279,7 @@ async fn delete_org(
 )]
 async fn list_memberships(
     state: web::Data<AppState>,
-    _auth: ApiAuth,
+    _auth: AdminKey,
     path: web::Path<String>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
@@ -308,7 +309,7 @@ struct MembershipBody {
     post,
     path = "/api/v1/organizations/{id}/memberships",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The organization's Flagpole id or external id.")),
     request_body = MembershipBody,
     responses(
@@ -320,7 +321,7 @@ struct MembershipBody {
 )]
 async fn add_membership(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
     body: Json<MembershipBody>,
 ) -> Result<HttpResponse> {
@@ -348,7 +349,7 @@ async fn add_membership(
     delete,
     path = "/api/v1/organizations/{id}/memberships/{user_id}",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(
         ("id" = String, Path, description = "The organization's Flagpole id or external id."),
         ("user_id" = String, Path, description = "The member's Flagpole id or external id."),
@@ -360,7 +361,7 @@ async fn add_membership(
 )]
 async fn remove_membership(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (key, user_key) = path.into_inner();
@@ -383,7 +384,7 @@ async fn remove_membership(
     get,
     path = "/api/v1/users",
     tag = "Users",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(SearchParams),
     responses(
         (status = 200, description = "A page of users.", body = UserList),
@@ -392,7 +393,7 @@ async fn remove_membership(
 )]
 async fn list_users(
     state: web::Data<AppState>,
-    _auth: ApiAuth,
+    _auth: AdminKey,
     query: web::Query<SearchParams>,
 ) -> Result<HttpResponse> {
     let params = query.into_inner();
@@ -438,7 +439,7 @@ struct UpdateUserBody {
     post,
     path = "/api/v1/users",
     tag = "Users",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     request_body = CreateUserBody,
     responses(
         (status = 201, description = "The new user.", body = UserObject),
@@ -448,7 +449,7 @@ struct UpdateUserBody {
 )]
 async fn create_user(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     body: Json<CreateUserBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
@@ -471,7 +472,7 @@ async fn create_user(
     get,
     path = "/api/v1/users/{id}",
     tag = "Users",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The user's Flagpole id or external id.")),
     responses(
         (status = 200, description = "The user.", body = UserObject),
@@ -480,7 +481,7 @@ async fn create_user(
 )]
 async fn get_user(
     state: web::Data<AppState>,
-    _auth: ApiAuth,
+    _auth: AdminKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let key = path.into_inner();
@@ -494,7 +495,7 @@ async fn get_user(
     patch,
     path = "/api/v1/users/{id}",
     tag = "Users",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The user's Flagpole id or external id.")),
     request_body = UpdateUserBody,
     responses(
@@ -506,7 +507,7 @@ async fn get_user(
 )]
 async fn update_user(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
     body: Json<UpdateUserBody>,
 ) -> Result<HttpResponse> {
@@ -534,7 +535,7 @@ async fn update_user(
     delete,
     path = "/api/v1/users/{id}",
     tag = "Users",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("id" = String, Path, description = "The user's Flagpole id or external id.")),
     responses(
         (status = 204, description = "Deleted."),
@@ -543,7 +544,7 @@ async fn update_user(
 )]
 async fn delete_user(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let key = path.into_inner();
@@ -638,7 +639,7 @@ fn bulk_data<T: serde::de::DeserializeOwned>(
     post,
     path = "/api/v1/users/bulk",
     tag = "Users",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     request_body = BulkUsers,
     responses(
         (status = 200, description = "What changed.", body = BulkResult),
@@ -649,7 +650,7 @@ fn bulk_data<T: serde::de::DeserializeOwned>(
 )]
 async fn bulk_users(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     body: Json<BulkUsers>,
 ) -> Result<HttpResponse> {
     let items: Vec<BulkUser> = bulk_data::<BulkUserItem>(body.into_inner().data)?
@@ -674,7 +675,7 @@ async fn bulk_users(
     post,
     path = "/api/v1/organizations/bulk",
     tag = "Organizations",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     request_body = BulkOrganizations,
     responses(
         (status = 200, description = "What changed.", body = BulkResult),
@@ -685,7 +686,7 @@ async fn bulk_users(
 )]
 async fn bulk_orgs(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     body: Json<BulkOrganizations>,
 ) -> Result<HttpResponse> {
     let items: Vec<BulkOrganization> = bulk_data::<BulkOrganizationItem>(body.into_inner().data)?

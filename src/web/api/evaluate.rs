@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::objects::ErrorBody;
-use super::{optional, required, ApiAuth, API_PREFIX};
+use super::EvaluationKey;
+use super::{optional, required, API_PREFIX};
 use crate::environments::Environment;
 use crate::error::Result;
 use crate::web::json::Json;
@@ -79,7 +80,7 @@ fn evaluate_for(
     post,
     path = "/api/v1/evaluate",
     tag = "Evaluation",
-    security(("api_key" = [])),
+    security(("api_key" = ["evaluation"])),
     request_body = EvaluateBody,
     responses(
         (status = 200, description = "The flags that are on.", body = EvaluationResponse),
@@ -88,7 +89,7 @@ fn evaluate_for(
 )]
 async fn evaluate(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EvaluationKey,
     body: Json<EvaluateBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
@@ -114,7 +115,7 @@ struct FlagsQuery {
     get,
     path = "/api/v1/users/{id}/feature-flags",
     tag = "Evaluation",
-    security(("api_key" = [])),
+    security(("api_key" = ["evaluation"])),
     params(
         ("id" = String, Path, description = "A Flagpole user id or the user's external id."),
         FlagsQuery,
@@ -125,7 +126,7 @@ struct FlagsQuery {
 )]
 async fn user_feature_flags(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EvaluationKey,
     path: web::Path<String>,
     query: web::Query<FlagsQuery>,
 ) -> Result<HttpResponse> {

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::objects::{ErrorBody, FeatureFlagList, FeatureFlagObject};
 use super::paging::{query_param, ListQuery};
+use super::{AdminKey, EnvironmentKey};
 use super::{ApiAuth, API_PREFIX};
 use crate::error::{Error, Result};
 use crate::flags::{self, FlagFilter, FlagPatch, NewFlag};
@@ -66,7 +67,7 @@ impl IntoParams for ListParams {
     get,
     path = "/api/v1/feature-flags",
     tag = "Feature flags",
-    security(("api_key" = [])),
+    security(("api_key" = ["environment"])),
     params(ListParams),
     responses(
         (status = 200, description = "A page of flags.", body = FeatureFlagList),
@@ -75,7 +76,7 @@ impl IntoParams for ListParams {
 )]
 async fn list(
     state: web::Data<AppState>,
-    _auth: ApiAuth,
+    _auth: EnvironmentKey,
     query: web::Query<ListParams>,
 ) -> Result<HttpResponse> {
     let params = query.into_inner();
@@ -119,7 +120,7 @@ struct CreateBody {
     post,
     path = "/api/v1/feature-flags",
     tag = "Feature flags",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     request_body = CreateBody,
     responses(
         (status = 201, description = "The new flag.", body = FeatureFlagObject),
@@ -129,7 +130,7 @@ struct CreateBody {
 )]
 async fn create(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     body: Json<CreateBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
@@ -155,7 +156,7 @@ async fn create(
     get,
     path = "/api/v1/feature-flags/{slug}",
     tag = "Feature flags",
-    security(("api_key" = [])),
+    security(("api_key" = ["environment"])),
     params(("slug" = String, Path, description = "The flag's slug.")),
     responses(
         (status = 200, description = "The flag.", body = FeatureFlagObject),
@@ -164,7 +165,7 @@ async fn create(
 )]
 async fn get(
     state: web::Data<AppState>,
-    _auth: ApiAuth,
+    _auth: EnvironmentKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let slug = path.into_inner();
@@ -196,7 +197,7 @@ struct UpdateBody {
     patch,
     path = "/api/v1/feature-flags/{slug}",
     tag = "Feature flags",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("slug" = String, Path, description = "The flag's slug.")),
     request_body = UpdateBody,
     responses(
@@ -207,7 +208,7 @@ struct UpdateBody {
 )]
 async fn update(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
     body: Json<UpdateBody>,
 ) -> Result<HttpResponse> {
@@ -244,7 +245,7 @@ async fn update(
     delete,
     path = "/api/v1/feature-flags/{slug}",
     tag = "Feature flags",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("slug" = String, Path, description = "The flag's slug.")),
     responses(
         (status = 204, description = "Deleted."),
@@ -254,7 +255,7 @@ async fn update(
 )]
 async fn delete(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let slug = path.into_inner();
@@ -291,7 +292,7 @@ async fn set_archived(
     post,
     path = "/api/v1/feature-flags/{slug}/archive",
     tag = "Feature flags",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("slug" = String, Path, description = "The flag's slug.")),
     responses(
         (status = 200, description = "The archived flag.", body = FeatureFlagObject),
@@ -300,10 +301,10 @@ async fn set_archived(
 )]
 async fn archive(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    set_archived(state, auth, path.into_inner(), true).await
+    set_archived(state, auth.into_inner(), path.into_inner(), true).await
 }
 
 /// Brings an archived feature flag back.
@@ -312,7 +313,7 @@ async fn archive(
     post,
     path = "/api/v1/feature-flags/{slug}/unarchive",
     tag = "Feature flags",
-    security(("api_key" = [])),
+    security(("api_key" = ["admin"])),
     params(("slug" = String, Path, description = "The flag's slug.")),
     responses(
         (status = 200, description = "The flag, no longer archived.", body = FeatureFlagObject),
@@ -321,8 +322,8 @@ async fn archive(
 )]
 async fn unarchive(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: AdminKey,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    set_archived(state, auth, path.into_inner(), false).await
+    set_archived(state, auth.into_inner(), path.into_inner(), false).await
 }

@@ -8,7 +8,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use subtle::ConstantTimeEq;
 
-use crate::environments::api_keys::{self, ApiKey};
+use crate::environments::api_keys::{self, ApiKey, KeyScope};
 use crate::environments::Environment;
 use crate::error::{Error, Refusal, Result};
 use crate::AppState;
@@ -98,6 +98,18 @@ impl ApiAuth {
         })
     }
 
+    /// Refuses a key whose scope does not include `needed`.
+    pub fn require(&self, needed: KeyScope) -> Result<()> {
+        if self.key.scope >= needed {
+            Ok(())
+        } else {
+            Err(Error::Refused(Refusal::InsufficientScope {
+                needed: needed.as_str(),
+                has: self.key.scope.as_str(),
+            }))
+        }
+    }
+
     /// The environment named by `slug`, which must be the key's own: a
     /// Staging key never reads or changes Production's rules.
     pub fn own_environment(&self, slug: &str) -> Result<Environment> {
@@ -125,6 +137,59 @@ impl FromRequest for ApiAuth {
         std::future::ready(result)
     }
 }
+
+/// Extractors of a key with at least a given scope: a handler's signature
+/// says what its call needs (`AdminKey` for flags, the directory and the
+/// audit log; `EnvironmentKey` for its environment's rules; `EvaluationKey`
+/// for sessions and evaluation).
+macro_rules! scoped_key {
+    ($(#[$doc:meta])* $name:ident, $scope:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub ApiAuth);
+
+        impl std::ops::Deref for $name {
+            type Target = ApiAuth;
+            fn deref(&self) -> &ApiAuth {
+                &self.0
+            }
+        }
+
+        impl $name {
+            pub fn into_inner(self) -> ApiAuth {
+                self.0
+            }
+        }
+
+        impl FromRequest for $name {
+            type Error = Error;
+            type Future = std::future::Ready<Result<Self>>;
+
+            fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+                let auth = ApiAuth::from_request(req, payload).into_inner();
+                std::future::ready(auth.and_then(|auth| {
+                    auth.require($scope)?;
+                    Ok($name(auth))
+                }))
+            }
+        }
+    };
+}
+
+scoped_key!(
+    /// A key of any scope: evaluation and sessions.
+    EvaluationKey,
+    KeyScope::Evaluation
+);
+scoped_key!(
+    /// A key that may change its own environment's rules.
+    EnvironmentKey,
+    KeyScope::Environment
+);
+scoped_key!(
+    /// A key that may manage flags, the directory and the audit log.
+    AdminKey,
+    KeyScope::Admin
+);
 
 /// A required text field of a body: present and not blank.
 pub fn required(value: Option<String>, field: &str, what: &str) -> Result<String> {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::objects::{ErrorBody, RuleObject};
+use super::EnvironmentKey;
 use super::{ApiAuth, API_PREFIX};
 use crate::environments::Environment;
 use crate::error::{Error, Result};
@@ -99,7 +100,7 @@ where
     get,
     path = "/api/v1/feature-flags/{slug}/environments/{env}",
     tag = "Rules",
-    security(("api_key" = [])),
+    security(("api_key" = ["environment"])),
     params(
         ("slug" = String, Path, description = "The flag's slug."),
         ("env" = String, Path, description = "The environment's slug, e.g. `production`: the key's own."),
@@ -113,7 +114,7 @@ where
 )]
 async fn get_rule(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (slug, env_slug) = path.into_inner();
@@ -179,7 +180,7 @@ struct PutRuleBody {
     put,
     path = "/api/v1/feature-flags/{slug}/environments/{env}",
     tag = "Rules",
-    security(("api_key" = [])),
+    security(("api_key" = ["environment"])),
     params(
         ("slug" = String, Path, description = "The flag's slug."),
         ("env" = String, Path, description = "The environment's slug: the key's own."),
@@ -197,7 +198,7 @@ struct PutRuleBody {
 )]
 async fn put_rule(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: Json<PutRuleBody>,
@@ -263,7 +264,7 @@ async fn set_enabled(
     post,
     path = "/api/v1/feature-flags/{slug}/environments/{env}/enable",
     tag = "Rules",
-    security(("api_key" = [])),
+    security(("api_key" = ["environment"])),
     params(
         ("slug" = String, Path, description = "The flag's slug."),
         ("env" = String, Path, description = "The environment's slug: the key's own."),
@@ -280,11 +281,11 @@ async fn set_enabled(
 )]
 async fn enable(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    set_enabled(state, auth, req, path, true).await
+    set_enabled(state, auth.into_inner(), req, path, true).await
 }
 
 /// Turns a flag off in an environment, keeping its mode and targets.
@@ -293,7 +294,7 @@ async fn enable(
     post,
     path = "/api/v1/feature-flags/{slug}/environments/{env}/disable",
     tag = "Rules",
-    security(("api_key" = [])),
+    security(("api_key" = ["environment"])),
     params(
         ("slug" = String, Path, description = "The flag's slug."),
         ("env" = String, Path, description = "The environment's slug: the key's own."),
@@ -310,11 +311,11 @@ async fn enable(
 )]
 async fn disable(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    set_enabled(state, auth, req, path, false).await
+    set_enabled(state, auth.into_inner(), req, path, false).await
 }
 
 /// Adds one target to a flag's rule in an environment.
@@ -325,7 +326,7 @@ async fn disable(
     post,
     path = "/api/v1/feature-flags/{slug}/environments/{env}/targets",
     tag = "Rules",
-    security(("api_key" = [])),
+    security(("api_key" = ["environment"])),
     params(
         ("slug" = String, Path, description = "The flag's slug."),
         ("env" = String, Path, description = "The environment's slug: the key's own."),
@@ -343,7 +344,7 @@ async fn disable(
 )]
 async fn add_target(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: Json<TargetBody>,
@@ -364,7 +365,7 @@ async fn add_target(
     delete,
     path = "/api/v1/feature-flags/{slug}/environments/{env}/targets/{id}",
     tag = "Rules",
-    security(("api_key" = [])),
+    security(("api_key" = ["environment"])),
     params(
         ("slug" = String, Path, description = "The flag's slug."),
         ("env" = String, Path, description = "The environment's slug: the key's own."),
@@ -382,7 +383,7 @@ async fn add_target(
 )]
 async fn remove_target(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EnvironmentKey,
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse> {

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::objects::{ErrorBody, UserObject};
-use super::{optional, required, ApiAuth, API_PREFIX};
+use super::EvaluationKey;
+use super::{optional, required, API_PREFIX};
 use crate::directory::organizations::NewOrganization;
 use crate::directory::users::NewUser;
 use crate::environments::{self, Environment};
@@ -264,7 +265,7 @@ pub(crate) async fn rotate(
     post,
     path = "/api/v1/sessions",
     tag = "Sessions",
-    security(("api_key" = [])),
+    security(("api_key" = ["evaluation"])),
     request_body = StartBody,
     responses(
         (status = 201, description = "The session's tokens.", body = SessionResponse),
@@ -276,7 +277,7 @@ pub(crate) async fn rotate(
 )]
 async fn start_session(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EvaluationKey,
     body: Json<StartBody>,
 ) -> Result<HttpResponse> {
     let who = session_for(body.into_inner())?;
@@ -360,7 +361,7 @@ struct RevokeBody {
     post,
     path = "/api/v1/sessions/revoke",
     tag = "Sessions",
-    security(("api_key" = [])),
+    security(("api_key" = ["evaluation"])),
     request_body = RevokeBody,
     responses(
         (status = 204, description = "The session is revoked."),
@@ -370,7 +371,7 @@ struct RevokeBody {
 )]
 async fn revoke_session(
     state: web::Data<AppState>,
-    auth: ApiAuth,
+    auth: EvaluationKey,
     body: Json<RevokeBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();

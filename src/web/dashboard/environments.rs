@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 
 use super::context::{Ctx, Form, Layout};
-use crate::environments::api_keys;
+use crate::environments::api_keys::{self, KeyScope};
 use crate::environments::{self, Environment, EnvironmentInput, PALETTE};
 use crate::error::{Entity, Error, FieldErrors, Result};
 use crate::ids::ApiKeyId;
@@ -43,6 +43,7 @@ struct ApiKeyRow {
     created_by: String,
     last_used: String,
     revoked: bool,
+    scope: &'static str,
 }
 
 /// The secret of a key just created, shown once.
@@ -59,6 +60,8 @@ struct EnvironmentsPage {
     details: Vec<EnvironmentDetails>,
     palette: &'static [(&'static str, &'static str)],
     algorithms: Vec<&'static str>,
+    /// Each key scope with what it allows.
+    scopes: Vec<(&'static str, &'static str)>,
     jwks_url: String,
     sdk: SdkOptions,
     new_name: String,
@@ -124,6 +127,7 @@ async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpRe
                             .map(|t| t.human())
                             .unwrap_or_else(|| "never".into()),
                         revoked: k.revoked_at.is_some(),
+                        scope: k.scope.as_str(),
                         id: k.id,
                         name: k.name,
                         prefix: k.prefix,
@@ -152,6 +156,10 @@ async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpRe
             details,
             palette: PALETTE,
             algorithms: SigningAlgorithm::ALL.iter().map(|a| a.as_str()).collect(),
+            scopes: KeyScope::ALL
+                .iter()
+                .map(|s| (s.as_str(), s.description()))
+                .collect(),
             jwks_url: format!("{}/.well-known/jwks.json", ctx.state.config.public_url),
             sdk: SdkOptions::of(&ctx.state.config.public_url),
             new_name: view.new_name,
@@ -242,11 +250,28 @@ async fn create_api_key(ctx: Ctx, path: web::Path<String>, form: Form) -> Result
     ctx.require_editor()?;
     let env = ctx.environment_by_slug(&path)?;
     let name = form.get("name");
+    let scope = match form.get("scope").as_str() {
+        "" => KeyScope::Evaluation,
+        other => match KeyScope::parse(other) {
+            Some(scope) => scope,
+            None => {
+                let view = EnvironmentsView {
+                    errors: FieldErrors::single(
+                        "key_name",
+                        format!("A key's scope is one of {}.", KeyScope::choices()),
+                    ),
+                    errors_for: env.slug.to_string(),
+                    ..Default::default()
+                };
+                return render_environments(&ctx, view).await;
+            }
+        },
+    };
     let actor = ctx.actor();
     let env_id = env.id.clone();
     match ctx
         .state
-        .write(move |conn| api_keys::create(conn, &actor, &env_id, &name))
+        .write(move |conn| api_keys::create(conn, &actor, &env_id, &name, scope))
         .await
     {
         Ok((key, secret)) => {
