@@ -64,6 +64,20 @@ pub struct Config {
     pub change_retention: Duration,
     /// `FLAGPOLE_METRICS`: serve Prometheus metrics at `/metrics` (default true).
     pub metrics: bool,
+    /// `FLAGPOLE_SESSION_IDLE_HOURS` (default 12) and
+    /// `FLAGPOLE_SESSION_MAX_DAYS` (default 7): when dashboard sessions end.
+    pub session_timeouts: crate::admins::sessions::Timeouts,
+    /// `FLAGPOLE_TRUST_PROXY`: take the client's address from
+    /// `X-Forwarded-For` / `Forwarded` (set by a reverse proxy you run),
+    /// not from the connection (default false).
+    pub trust_proxy: bool,
+    /// `FLAGPOLE_ARGON2_MEMORY_KIB` (default 19456) and
+    /// `FLAGPOLE_ARGON2_ITERATIONS` (default 2): the cost of new password hashes.
+    pub hash_cost: crate::admins::hashing::HashCost,
+    /// `FLAGPOLE_SQLITE_DURABILITY`: `changes` (default: flags, rules and
+    /// keys survive a power loss), `full` (every write does) or `normal`
+    /// (a process crash loses nothing, a power loss may lose the last writes).
+    pub sqlite_durability: crate::db::Durability,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://flagpole.db";
@@ -113,6 +127,29 @@ impl Config {
                     .ok_or_else(|| {
                         anyhow::anyhow!("{name} must be a whole number of seconds (got {v:?})")
                     }),
+            }
+        };
+        let whole = |name: &str, default: u64, min: u64, max: u64| -> anyhow::Result<u64> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{name} must be a whole number from {min} to {max} (got {v:?})"
+                        )
+                    }),
+            }
+        };
+        let flag = |name: &str, default: bool| -> anyhow::Result<bool> {
+            match var(name).as_deref() {
+                None => Ok(default),
+                Some("true" | "1" | "on") => Ok(true),
+                Some("false" | "0" | "off") => Ok(false),
+                Some(other) => anyhow::bail!("{name} must be true or false (got {other:?})"),
             }
         };
         let days = |name: &str, default: i64| -> anyhow::Result<Duration> {
@@ -175,6 +212,29 @@ impl Config {
                     })?,
             },
             change_retention: DEFAULT_CHANGE_RETENTION,
+            session_timeouts: crate::admins::sessions::Timeouts {
+                idle: Duration::from_secs(
+                    whole("FLAGPOLE_SESSION_IDLE_HOURS", 12, 1, 24 * 90)? * 3600,
+                ),
+                absolute: Duration::from_secs(
+                    whole("FLAGPOLE_SESSION_MAX_DAYS", 7, 1, 365)? * 86_400,
+                ),
+            },
+            trust_proxy: flag("FLAGPOLE_TRUST_PROXY", false)?,
+            hash_cost: crate::admins::hashing::HashCost {
+                memory_kib: whole("FLAGPOLE_ARGON2_MEMORY_KIB", 19 * 1024, 8 * 1024, 1024 * 1024)?
+                    as u32,
+                iterations: whole("FLAGPOLE_ARGON2_ITERATIONS", 2, 1, 20)? as u32,
+                parallelism: 1,
+            },
+            sqlite_durability: match var("FLAGPOLE_SQLITE_DURABILITY").as_deref() {
+                None | Some("changes") => crate::db::Durability::Changes,
+                Some("full") => crate::db::Durability::Full,
+                Some("normal") => crate::db::Durability::Normal,
+                Some(other) => anyhow::bail!(
+                    "FLAGPOLE_SQLITE_DURABILITY must be changes, full or normal (got {other:?})"
+                ),
+            },
             metrics: match var("FLAGPOLE_METRICS").as_deref() {
                 None | Some("true" | "1" | "on") => true,
                 Some("false" | "0" | "off") => false,
@@ -248,7 +308,16 @@ impl Config {
             model_poll_interval: DEFAULT_MODEL_POLL_INTERVAL,
             change_retention: DEFAULT_CHANGE_RETENTION,
             metrics: true,
+            session_timeouts: crate::admins::sessions::Timeouts::default(),
+            trust_proxy: false,
+            hash_cost: crate::admins::hashing::HashCost::default(),
+            sqlite_durability: crate::db::Durability::Changes,
         }
+    }
+
+    /// How many passwords are hashed at once: one per core.
+    pub fn hash_threads(&self) -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
     }
 
     pub fn applier_settings(&self) -> crate::live::ApplierSettings {

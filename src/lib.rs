@@ -52,7 +52,8 @@ const WRITE_WAITS_FOR_MODEL: Duration = Duration::from_secs(5);
 pub struct AppState {
     pub pool: Pool,
     pub config: Config,
-    pub setup: admins::setup::SetupToken,
+    /// Password hashing, on threads of its own.
+    pub hasher: admins::hashing::Hasher,
     pub login_throttle: admins::throttle::LoginThrottle,
     /// Seals signing keys and webhook secrets at rest.
     pub sealer: tokens::keys::KeySealer,
@@ -92,12 +93,16 @@ impl AppState {
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        let durable = self.config.sqlite_durability == db::Durability::Changes;
         let (result, revision) = db::run(&self.pool, move |conn| {
             changes::take_recorded();
             let result = f(conn)?;
             // Only a write that recorded a change has a revision to wait
             // for; the others (a session started, a key used) skip the read.
             let revision = if changes::take_recorded() {
+                if durable {
+                    db::make_durable(conn);
+                }
                 changes::revision(conn).ok()
             } else {
                 None
@@ -148,13 +153,19 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         config.validate()?;
-        let url = DatabaseUrl::parse(&config.database_url)?;
+        let mut url = DatabaseUrl::parse(&config.database_url)?;
+        url.durability = config.sqlite_durability;
         let db_stats = Arc::new(db::Stats::default());
         let metrics = Arc::new(metrics::Metrics::default());
         let pool = prepare_database_with(&url, config.pool_size, db_stats.clone()).await?;
         let state = actix_web::web::Data::new(AppState {
             pool,
-            setup: admins::setup::SetupToken::default(),
+            hasher: admins::hashing::Hasher::new(
+                config.hash_threads(),
+                config.hash_threads() * 4,
+                config.hash_cost,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
             login_throttle: admins::throttle::LoginThrottle::default(),
             sealer: tokens::keys::KeySealer::new(&config.secret_key),
             signers: tokens::signing::SignerCache::new(config.signer_cache_ttl),
@@ -184,7 +195,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let admin_count = state.read(admins::count).await?;
         let setup_url = if admin_count == 0 {
-            let token = state.setup.issue();
+            let token = state.write(admins::setup::issue).await?;
             let base = if state.config.bind.ends_with(":0") {
                 format!("http://127.0.0.1:{port}")
             } else {

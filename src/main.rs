@@ -124,6 +124,9 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Print a new one-time link that creates the first owner (while no
+    /// admin exists); it works once, for an hour.
+    SetupLink,
     /// Create an admin; the password is read from standard input.
     Create {
         #[arg(long)]
@@ -285,6 +288,17 @@ fn main() -> anyhow::Result<()> {
                     "added {} organizations, {} users and {} flags",
                     counts.organizations, counts.users, counts.flags
                 );
+                Ok(())
+            }
+            Command::Admin {
+                command: AdminCommand::SetupLink,
+            } => {
+                let mut conn = open(&config).await?;
+                if admins::count(&mut conn).map_err(cli_error)? > 0 {
+                    anyhow::bail!("an admin exists already: sign in, or use `flagpole admin create`");
+                }
+                let token = admins::setup::issue(&mut conn).map_err(cli_error)?;
+                println!("{}/setup?token={token}", config.public_url);
                 Ok(())
             }
             Command::Admin {

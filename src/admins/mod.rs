@@ -1,11 +1,10 @@
 //! Dashboard accounts: argon2id password hashes and roles, the one-time
 //! setup of the first owner, and the sign-in throttle.
 
+pub mod hashing;
+pub mod sessions;
 pub mod setup;
 pub mod throttle;
-
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use diesel::prelude::*;
 use serde_json::json;
 
@@ -47,29 +46,6 @@ impl Admin {
     }
 }
 
-pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::internal(anyhow::anyhow!("hashing a password: {e}")))
-}
-
-/// A hash of a throwaway password, checked when the email is unknown so that
-/// a wrong email costs as much time as a wrong password.
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| hash_password("flagpole-timing-equalizer").unwrap_or_default());
-
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
 pub fn count(conn: &mut DbConn) -> Result<i64> {
     Ok(admins::table.count().get_result(conn)?)
 }
@@ -89,24 +65,31 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<Admin>> {
         .load(conn)?)
 }
 
-/// The admin with this email and password, if both match.
-pub fn authenticate(conn: &mut DbConn, email: &str, password: &str) -> Result<Option<Admin>> {
+/// The admin with this email, if any (the password is checked by the
+/// hasher, off the database connection).
+pub fn find_by_email(conn: &mut DbConn, email: &str) -> Result<Option<Admin>> {
     let email = email.trim().to_lowercase();
-    let admin = admins::table
+    if email.len() > 254 {
+        return Ok(None);
+    }
+    Ok(admins::table
         .filter(admins::email.eq(&email))
         .select(Admin::as_select())
         .first(conn)
-        .optional()?;
-    Ok(match admin {
-        Some(admin) if verify_password(password, &admin.password_hash) => Some(admin),
-        Some(_) => None,
-        None => {
-            verify_password(password, &DUMMY_HASH);
-            None
-        }
-    })
+        .optional()?)
 }
 
+/// Checks a new admin's email and password; the email as it is stored.
+pub fn check_new(email: &str, password: &str) -> Result<Email> {
+    let mut errors = FieldErrors::default();
+    let email = errors.check("email", validate::email(email));
+    errors.check("password", validate::password(password));
+    errors.into_result()?;
+    Ok(email)
+}
+
+/// Creates an admin, hashing the password here (for the command line and
+/// the tests; the server hashes on its hashing threads and calls [`insert`]).
 pub fn create(
     conn: &mut DbConn,
     actor: &Actor,
@@ -114,17 +97,25 @@ pub fn create(
     password: &str,
     role: Role,
 ) -> Result<Admin> {
-    let mut errors = FieldErrors::default();
-    let email = errors.check("email", validate::email(email));
-    errors.check("password", validate::password(password));
-    errors.into_result()?;
-    let password_hash = hash_password(password)?;
+    let email = check_new(email, password)?;
+    let password_hash = hashing::hash(&hashing::HashCost::default(), password)?;
+    insert(conn, actor, &email, &password_hash, role)
+}
+
+/// Adds an admin whose password is already hashed.
+pub fn insert(
+    conn: &mut DbConn,
+    actor: &Actor,
+    email: &Email,
+    password_hash: &str,
+    role: Role,
+) -> Result<Admin> {
     crate::db::write_transaction(conn, |conn| {
         let at = Timestamp::now();
         let admin = Admin {
             id: AdminId::generate(),
             email: email.clone(),
-            password_hash: password_hash.clone(),
+            password_hash: password_hash.to_string(),
             role,
             created_at: at,
             updated_at: at,
@@ -142,15 +133,76 @@ pub fn create(
     })
 }
 
-/// Creates the first owner, only while there is no admin at all.
-pub fn create_first_owner(conn: &mut DbConn, email: &str, password: &str) -> Result<Admin> {
+/// Sets an admin's password (already hashed) and ends their other
+/// sessions: every session but `keep` (the one that changed it).
+pub fn set_password(
+    conn: &mut DbConn,
+    actor: &Actor,
+    id: &AdminId,
+    password_hash: &str,
+    keep: Option<&str>,
+) -> Result<usize> {
     crate::db::write_transaction(conn, |conn| {
+        let admin = get(conn, id)?;
+        diesel::update(admins::table.find(id))
+            .set((
+                admins::password_hash.eq(password_hash),
+                admins::updated_at.eq(Timestamp::now()),
+            ))
+            .execute(conn)?;
+        let ended = sessions::end_all(conn, id, keep)?;
+        Change::new("admin.password_changed", "admin", id, admin.email.as_str())
+            .after(json!({"sessions_ended": ended}))
+            .record(conn, actor)?;
+        Ok(ended)
+    })
+}
+
+/// Ends every session of an admin (signing out everywhere), recorded.
+pub fn sign_out_everywhere(conn: &mut DbConn, actor: &Actor, id: &AdminId) -> Result<usize> {
+    crate::db::write_transaction(conn, |conn| {
+        let admin = get(conn, id)?;
+        let ended = sessions::end_all(conn, id, None)?;
+        Change::new(
+            "admin.signed_out_everywhere",
+            "admin",
+            id,
+            admin.email.as_str(),
+        )
+        .after(json!({"sessions_ended": ended}))
+        .record(conn, actor)?;
+        Ok(ended)
+    })
+}
+
+/// Creates the first owner with a one-time setup token, only while there
+/// is no admin at all. The token is spent in the same transaction, so two
+/// submissions cannot both create an owner, and an invalid form spends
+/// nothing.
+pub fn create_first_owner(
+    conn: &mut DbConn,
+    token: &str,
+    email: &Email,
+    password_hash: &str,
+) -> Result<Admin> {
+    crate::db::write_transaction(conn, |conn| {
+        if !setup::spend(conn, token)? {
+            return Err(Error::forbidden(
+                "This setup link is not valid: it was used, or it expired. Run `flagpole admin setup-link` for a new one.",
+            ));
+        }
         if count(conn)? > 0 {
             return Err(Error::forbidden(
                 "An admin already exists: sign in instead.",
             ));
         }
-        create(conn, &Actor::system("setup"), email, password, Role::Owner)
+        insert(
+            conn,
+            &Actor::system("setup"),
+            email,
+            password_hash,
+            Role::Owner,
+        )
     })
 }
 

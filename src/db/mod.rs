@@ -34,6 +34,22 @@ pub enum Backend {
     Postgres,
 }
 
+/// What survives a power loss on SQLite. In WAL mode with `synchronous =
+/// NORMAL` a committed write survives a crash of the process, but the last
+/// ones before a power loss may not be on disk yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = NORMAL`; writes that change flags, rules, keys or
+    /// anything else the model follows are synced to disk before they are
+    /// answered (a checkpoint); sessions and usage stamps are not.
+    #[default]
+    Changes,
+    /// `synchronous = FULL`: every commit is synced.
+    Full,
+    /// `synchronous = NORMAL` and nothing more.
+    Normal,
+}
+
 /// A database URL with its backend decided from the scheme, never guessed:
 /// SQLite would accept any string as a file name.
 #[derive(Debug, Clone)]
@@ -41,6 +57,8 @@ pub struct DatabaseUrl {
     pub backend: Backend,
     /// What the driver is given: a file path for SQLite, the URL for PostgreSQL.
     pub target: String,
+    /// SQLite only.
+    pub durability: Durability,
 }
 
 impl DatabaseUrl {
@@ -49,6 +67,7 @@ impl DatabaseUrl {
             return Ok(Self {
                 backend: Backend::Postgres,
                 target: url.to_string(),
+                durability: Durability::default(),
             });
         }
         let path = url
@@ -65,6 +84,7 @@ impl DatabaseUrl {
         Ok(Self {
             backend: Backend::Sqlite,
             target: path.to_string(),
+            durability: Durability::default(),
         })
     }
 }
@@ -156,10 +176,14 @@ pub fn connect(url: &DatabaseUrl) -> Result<DbConn, r2d2::Error> {
             // otherwise fail with "database is locked" and be retried.
             // WAL lets readers run beside the single writer; the busy
             // timeout makes writers wait for each other instead of failing.
-            conn.batch_execute(
+            let synchronous = match url.durability {
+                Durability::Full => "FULL",
+                Durability::Changes | Durability::Normal => "NORMAL",
+            };
+            conn.batch_execute(&format!(
                 "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-            )
+                 PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+            ))
             .map_err(r2d2::Error::QueryError)?;
             Ok(DbConn::Sqlite(conn))
         }
@@ -282,6 +306,16 @@ where
     });
     WRITE_DEPTH.with(|d| d.set(d.get() - 1));
     result
+}
+
+/// Syncs what SQLite has committed to disk (a passive checkpoint syncs the
+/// WAL first), for writes that must survive a power loss.
+pub fn make_durable(conn: &mut DbConn) {
+    if let DbConn::Sqlite(sqlite) = conn {
+        if let Err(e) = sqlite.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::warn!(error = %e, "syncing a change to disk failed");
+        }
+    }
 }
 
 /// Held by this process's outermost SQLite write transaction.

@@ -35,6 +35,14 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
         [&state.config.secret_key[..], b"flagpole cookies"].concat(),
     ));
     let secure = state.config.secure_cookies();
+    let cookie_ttl = CookieDuration::seconds(
+        state
+            .config
+            .session_timeouts
+            .absolute
+            .as_secs()
+            .min(i64::MAX as u64) as i64,
+    );
     let workers = state.config.http_workers;
     let server = HttpServer::new(move || {
         let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
@@ -43,7 +51,7 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
             .cookie_secure(secure)
-            .session_lifecycle(PersistentSession::default().session_ttl(CookieDuration::hours(12)))
+            .session_lifecycle(PersistentSession::default().session_ttl(cookie_ttl))
             .build();
         App::new()
             .app_data(state.clone())

@@ -1,7 +1,7 @@
 //! Admin accounts: first-admin setup, signing in and out, throttling, CSRF,
 //! the session cookie, and what viewers, editors and owners may do.
 
-use crate::common::{csrf_in, TestApp};
+use crate::common::{csrf_in, Backend, TestApp};
 use crate::support::*;
 use diesel::prelude::*;
 use flagpole::admins::Role;
@@ -297,33 +297,70 @@ async fn after_sign_in_you_return_to_the_page_you_asked_for_but_never_off_site(a
     }
 }
 
-async fn five_wrong_passwords_lock_the_account_even_for_the_right_password(app: TestApp) {
+/// An app that takes the client's address from `X-Forwarded-For`, so one
+/// test can be several clients.
+async fn behind_a_proxy(backend: Backend) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |c| c.trust_proxy = true).await
+}
+
+const ATTACKER: &str = "203.0.113.7";
+const OWNER: &str = "198.51.100.1";
+
+async fn wrong_passwords_slow_down_that_client_but_never_lock_the_owner_out(backend: Backend) {
+    let Some(app) = behind_a_proxy(backend).await else {
+        return;
+    };
     let _ = app.signed_in("ada@example.com", Role::Editor).await;
-    let client = app.client();
-    for attempt in 1..=5 {
-        let page = client.login("ada@example.com", "guess {attempt}").await;
+    let attacker = app.client_from(ATTACKER);
+    for attempt in 1..=flagpole::admins::throttle::LoginThrottle::ACCOUNT_FREE {
+        let page = attacker
+            .login("ada@example.com", &format!("guess {attempt}"))
+            .await;
         assert_eq!(page.status, 401, "attempt {attempt}");
     }
-    let page = client
+    // That client, for that account, now waits before each attempt, even
+    // with the right password, and in capitals.
+    for email in ["ada@example.com", "ADA@example.com"] {
+        let page = attacker.login(email, "correct horse battery").await;
+        assert_eq!(page.status, 429, "{}", page.body);
+        page.assert_contains("Too many failed sign-ins for this email from your address.");
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{}/login", app.base))
+        .header("x-forwarded-for", ATTACKER)
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", "x"),
+            ("_csrf", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(r.status().as_u16(), 403 | 429));
+    let page = attacker
         .login("ada@example.com", "correct horse battery")
         .await;
-    assert_eq!(page.status, 429, "{}", page.body);
-    page.assert_contains("Too many failed sign-ins for this email.");
-    assert_eq!(client.get("/flags").await.status, 303);
-    // Another browser, and the address in capitals, are locked out too.
-    let page = app
-        .client()
-        .login("ADA@example.com", "correct horse battery")
-        .await;
     assert_eq!(page.status, 429);
-    // Someone else is not.
+    assert_eq!(attacker.get("/flags").await.status, 303, "not signed in");
+    // The owner of the account, from their own address, is not held up.
+    let owner = app.client_from(OWNER);
+    let page = owner
+        .login("ada@example.com", "correct horse battery")
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(owner.get("/flags").await.status, 200);
+    // Nor is the attacker on another account.
     let _ = app.signed_in("grace@example.com", Role::Viewer).await;
 }
 
-async fn four_wrong_passwords_then_the_right_one_signs_in_and_resets_the_count(app: TestApp) {
+async fn a_right_password_clears_the_count(backend: Backend) {
+    let Some(app) = behind_a_proxy(backend).await else {
+        return;
+    };
     let _ = app.signed_in("ada@example.com", Role::Editor).await;
-    let client = app.client();
-    for _ in 0..4 {
+    let client = app.client_from(OWNER);
+    let free = flagpole::admins::throttle::LoginThrottle::ACCOUNT_FREE;
+    for _ in 1..free {
         assert_eq!(client.login("ada@example.com", "nope").await.status, 401);
     }
     assert_eq!(
@@ -333,17 +370,211 @@ async fn four_wrong_passwords_then_the_right_one_signs_in_and_resets_the_count(a
             .status,
         303
     );
-    let other = app.client();
-    for _ in 0..4 {
-        assert_eq!(other.login("ada@example.com", "nope").await.status, 401);
+    let again = app.client_from(OWNER);
+    for _ in 1..free {
+        assert_eq!(again.login("ada@example.com", "nope").await.status, 401);
     }
     assert_eq!(
-        other
+        again
+            .login("ada@example.com", "correct horse battery")
+            .await
+            .status,
+        303,
+        "the count started again after the success"
+    );
+}
+
+async fn a_flood_of_sign_ins_is_refused_not_queued(backend: Backend) {
+    let Some(app) = behind_a_proxy(backend).await else {
+        return;
+    };
+    let _ = app.signed_in("ada@example.com", Role::Editor).await;
+    let mut attempts = Vec::new();
+    for i in 0..64 {
+        let client = app.client_from(&format!("10.0.{}.{}", i / 200, i % 200 + 1));
+        attempts.push(actix_web::rt::spawn(async move {
+            client
+                .login("ada@example.com", &format!("guess {i}"))
+                .await
+                .status
+        }));
+    }
+    // Health and the API answer meanwhile.
+    let ready = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "every attempt is refused as wrong or as too many: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "more attempts than the hashing queue holds are turned away: {statuses:?}"
+    );
+    // And the right password still works once the burst is over.
+    let owner = app.client_from(OWNER);
+    assert_eq!(
+        owner
             .login("ada@example.com", "correct horse battery")
             .await
             .status,
         303
     );
+}
+
+async fn a_signed_out_cookie_no_longer_works(app: TestApp) {
+    let client = app.signed_in("ada@example.com", Role::Editor).await;
+    let cookie = client.cookie_header();
+    assert!(cookie.contains("flagpole_session="), "{cookie}");
+    let kept = app.client_with_cookie(&cookie);
+    assert_eq!(
+        kept.get("/flags").await.status,
+        200,
+        "the copy works while signed in"
+    );
+    let page = client.post("/logout", &[]).await;
+    assert_eq!(page.status, 303);
+    // The copy kept from before signing out is refused, for reading and for changes.
+    assert_eq!(kept.get("/flags").await.status, 303);
+    let page = kept
+        .post_raw(
+            "/flags",
+            &[("name", "Sneaky"), ("slug", "sneaky"), ("_csrf", "x")],
+        )
+        .await;
+    let refused = page.status == 403
+        || page.location.as_deref().is_some_and(|l| l.starts_with("/login"));
+    assert!(refused, "{} {:?}", page.status, page.location);
+    assert_eq!(crate::count!(app, flags), 0);
+}
+
+async fn sessions_end_when_idle_and_after_their_maximum(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.session_timeouts.idle = std::time::Duration::from_secs(2);
+    })
+    .await
+    else {
+        return;
+    };
+    let client = app.signed_in("ada@example.com", Role::Editor).await;
+    assert_eq!(client.get("/flags").await.status, 200);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        client.get("/flags").await.status,
+        303,
+        "idle for longer than the idle timeout"
+    );
+
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.session_timeouts.absolute = std::time::Duration::from_secs(2);
+    })
+    .await
+    else {
+        return;
+    };
+    let client = app.signed_in("ada@example.com", Role::Editor).await;
+    for _ in 0..3 {
+        assert_eq!(client.get("/flags").await.status, 200);
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(
+        client.get("/flags").await.status,
+        303,
+        "in use, but past the maximum"
+    );
+}
+
+async fn signing_out_everywhere_and_changing_the_password_end_other_sessions(app: TestApp) {
+    let laptop = app.signed_in("ada@example.com", Role::Editor).await;
+    let phone = app.client();
+    assert_eq!(
+        phone
+            .login("ada@example.com", "correct horse battery")
+            .await
+            .status,
+        303
+    );
+    let page = laptop.get("/account").await;
+    assert_eq!(page.status, 200);
+    page.assert_contains("this browser");
+
+    // A wrong current password changes nothing.
+    let page = laptop
+        .post(
+            "/account/password",
+            &[
+                ("current_password", "not it"),
+                ("new_password", "a brand new passphrase"),
+                ("new_password_confirmation", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422);
+    page.assert_contains("This is not your current password.");
+    assert_eq!(phone.get("/flags").await.status, 200);
+
+    // The right one changes it: the phone is signed out, the laptop is not.
+    let page = laptop
+        .post(
+            "/account/password",
+            &[
+                ("current_password", "correct horse battery"),
+                ("new_password", "a brand new passphrase"),
+                ("new_password_confirmation", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(phone.get("/flags").await.status, 303);
+    assert_eq!(laptop.get("/flags").await.status, 200);
+    let phone = app.client();
+    assert_eq!(
+        phone
+            .login("ada@example.com", "correct horse battery")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        phone
+            .login("ada@example.com", "a brand new passphrase")
+            .await
+            .status,
+        303
+    );
+
+    // Signing out everywhere ends both, this one included.
+    let page = laptop.post("/account/sign-out-everywhere", &[]).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(laptop.get("/flags").await.status, 303);
+    assert_eq!(phone.get("/flags").await.status, 303);
+
+    // An owner signs another admin out of every browser.
+    let owner = app.owner().await;
+    let grace = app.signed_in("grace@example.com", Role::Viewer).await;
+    let grace_id = {
+        let mut conn = app.conn();
+        flagpole::admins::find_by_email(&mut conn, "grace@example.com")
+            .unwrap()
+            .unwrap()
+            .id
+    };
+    let page = owner
+        .post(&format!("/admins/{grace_id}/sign-out"), &[])
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(grace.get("/flags").await.status, 303);
+    assert_eq!(owner.get("/flags").await.status, 200);
+    // An editor may not.
+    let editor = app.signed_in("eve@example.com", Role::Editor).await;
+    let page = editor
+        .post(&format!("/admins/{grace_id}/sign-out"), &[])
+        .await;
+    assert_eq!(page.status, 403);
 }
 
 async fn signing_out_ends_the_session(app: TestApp) {
@@ -866,8 +1097,8 @@ on_both_backends!(
     signing_in_with_the_right_password_opens_the_dashboard,
     a_wrong_password_or_unknown_email_is_refused,
     after_sign_in_you_return_to_the_page_you_asked_for_but_never_off_site,
-    five_wrong_passwords_lock_the_account_even_for_the_right_password,
-    four_wrong_passwords_then_the_right_one_signs_in_and_resets_the_count,
+    a_signed_out_cookie_no_longer_works,
+    signing_out_everywhere_and_changing_the_password_end_other_sessions,
     signing_out_ends_the_session,
     every_dashboard_page_sends_you_to_sign_in_when_signed_out,
     a_post_without_the_right_csrf_token_is_refused_and_changes_nothing,
@@ -877,4 +1108,30 @@ on_both_backends!(
     a_viewer_gets_a_clear_403_on_every_change,
     an_editor_changes_flags_but_does_not_manage_admins,
     an_owner_adds_admins_changes_roles_and_removes_them,
+);
+
+macro_rules! with_backend {
+    ($($name:ident),* $(,)?) => {
+        mod each_backend {
+            $(
+                mod $name {
+                    #[actix_web::test]
+                    async fn sqlite() {
+                        super::super::$name(crate::common::Backend::Sqlite).await;
+                    }
+                    #[actix_web::test]
+                    async fn postgres() {
+                        super::super::$name(crate::common::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+with_backend!(
+    wrong_passwords_slow_down_that_client_but_never_lock_the_owner_out,
+    a_right_password_clears_the_count,
+    a_flood_of_sign_ins_is_refused_not_queued,
+    sessions_end_when_idle_and_after_their_maximum,
 );

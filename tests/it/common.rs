@@ -216,13 +216,45 @@ impl TestApp {
 
     /// A browser-like client with its own cookies, not signed in.
     pub fn client(&self) -> Client {
+        self.client_with(reqwest::header::HeaderMap::new())
+    }
+
+    /// A client that says (through a proxy Flagpole trusts, see
+    /// `trust_proxy`) it comes from `address`.
+    pub fn client_from(&self, address: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", address.parse().expect("an address"));
+        self.client_with(headers)
+    }
+
+    fn client_with(&self, headers: reqwest::header::HeaderMap) -> Client {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Client {
             base: self.base.clone(),
             http: reqwest::Client::builder()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
+                .default_headers(headers)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("http client"),
+            jar,
+        }
+    }
+
+    /// A client that sends exactly this `Cookie` header, as a stolen or
+    /// kept-back cookie would be replayed.
+    pub fn client_with_cookie(&self, cookie: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("cookie", cookie.parse().expect("a cookie"));
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        Client {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+            jar,
         }
     }
 
@@ -323,6 +355,7 @@ impl Page {
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 /// The value of the first hidden `_csrf` input in `html`.
@@ -334,6 +367,16 @@ pub fn csrf_in(html: &str) -> Option<String> {
 }
 
 impl Client {
+    /// The `Cookie` header this client would send now.
+    pub fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = self.base.parse().expect("the base URL");
+        self.jar
+            .cookies(&url)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     async fn answer(resp: reqwest::Response) -> Page {
         let status = resp.status().as_u16();
         let location = resp

@@ -1,12 +1,14 @@
 //! Signing in and out, the first admin's one-time setup, and the environment switcher.
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use std::net::{IpAddr, SocketAddr};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::context::{csrf_token, Ctx, Form, SESSION_ADMIN, SESSION_CSRF, SESSION_ENV};
+use super::context::{csrf_token, Ctx, Form, SESSION_CSRF, SESSION_ENV, SESSION_TOKEN};
 use crate::admins;
 use crate::error::{Error, FieldErrors, Result};
 use crate::ids::random_token;
@@ -40,7 +42,7 @@ struct LoginQuery {
 
 async fn login_page(session: Session, query: web::Query<LoginQuery>) -> Result<HttpResponse> {
     if session
-        .get::<String>(SESSION_ADMIN)
+        .get::<String>(SESSION_TOKEN)
         .ok()
         .flatten()
         .is_some()
@@ -55,46 +57,109 @@ async fn login_page(session: Session, query: web::Query<LoginQuery>) -> Result<H
     })
 }
 
-async fn login(state: web::Data<AppState>, session: Session, form: Form) -> Result<HttpResponse> {
+/// The address sign-in attempts are counted by: the connection's, or with
+/// `FLAGPOLE_TRUST_PROXY`, the one the proxy says it forwarded for.
+pub fn client_address(req: &HttpRequest, state: &AppState) -> IpAddr {
+    let forwarded = state
+        .config
+        .trust_proxy
+        .then(|| {
+            req.connection_info()
+                .realip_remote_addr()
+                .map(str::to_string)
+        })
+        .flatten()
+        .and_then(|a| {
+            a.parse::<IpAddr>()
+                .ok()
+                .or_else(|| a.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        });
+    forwarded
+        .or_else(|| req.peer_addr().map(|a| a.ip()))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Starts a server-side session for `admin` in this browser.
+async fn sign_in(
+    state: &web::Data<AppState>,
+    session: &Session,
+    req: &HttpRequest,
+    admin: &admins::Admin,
+) -> Result<()> {
+    let id = admin.id.clone();
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let token = state
+        .write(move |conn| admins::sessions::start(conn, &id, &agent))
+        .await?;
+    session.renew();
+    let _ = session.insert(SESSION_TOKEN, token);
+    let _ = session.insert(SESSION_CSRF, random_token(32));
+    Ok(())
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    session: Session,
+    req: HttpRequest,
+    form: Form,
+) -> Result<HttpResponse> {
     let email = form.get("email").trim().to_lowercase();
     let password = form.get("password");
     let next = safe_return(&form.get("next"), "/flags");
+    let client = client_address(&req, &state);
+    let shown_email: String = email.chars().take(254).collect();
     let page = |error: &str| LoginPage {
         csrf: csrf_token(&session).unwrap_or_default(),
-        email: email.clone(),
+        email: shown_email.clone(),
         next: next.clone(),
         error: Some(error.to_string()),
     };
-    if let Some(wait) = state.login_throttle.locked_for(&email) {
-        let minutes = wait.as_secs().div_ceil(60);
-        return render_with_status(
+    if let Some(wait) = state.login_throttle.wait_for(&email, client) {
+        let seconds = wait.as_secs().max(1);
+        let mut response = render_with_status(
             &page(&format!(
-                "Too many failed sign-ins for this email. Try again in {minutes} minute(s)."
+                "Too many failed sign-ins for this email from your address. Wait {seconds} second(s) and try again."
             )),
             StatusCode::TOO_MANY_REQUESTS,
-        );
+        )?;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        return Ok(response);
     }
-    let (e, p) = (email.clone(), password.clone());
+    let e = email.clone();
     let admin = state
-        .read(move |conn| admins::authenticate(conn, &e, &p))
+        .read(move |conn| admins::find_by_email(conn, &e))
         .await?;
-    let Some(admin) = admin else {
-        state.login_throttle.record_failure(&email);
+    // The hash is checked off the database connection, a few at a time.
+    let stored = admin.as_ref().map(|a| a.password_hash.clone());
+    let matches = state.hasher.verify(password, stored).await?;
+    let Some(admin) = admin.filter(|_| matches) else {
+        state.login_throttle.failed(&email, client);
         return render_with_status(
             &page("That email and password do not match an admin account."),
             StatusCode::UNAUTHORIZED,
         );
     };
-    state.login_throttle.record_success(&email);
-    session.renew();
-    let _ = session.insert(SESSION_ADMIN, admin.id.as_str());
-    let _ = session.insert(SESSION_CSRF, random_token(32));
+    state.login_throttle.succeeded(&email, client);
+    sign_in(&state, &session, &req, &admin).await?;
     Ok(redirect(&next))
 }
 
-async fn logout(session: Session, _form: Form) -> HttpResponse {
+/// Signs out: this browser's session ends on the server, for good.
+async fn logout(state: web::Data<AppState>, session: Session, _form: Form) -> Result<HttpResponse> {
+    if let Some(token) = session.get::<String>(SESSION_TOKEN).ok().flatten() {
+        state
+            .write(move |conn| admins::sessions::end(conn, &token))
+            .await?;
+    }
     session.purge();
-    redirect("/login")
+    Ok(redirect("/login"))
 }
 
 #[derive(Template)]
@@ -113,8 +178,8 @@ struct SetupQuery {
 
 fn invalid_setup_link() -> Error {
     Error::forbidden(
-        "This setup link is not valid: it was already used, or the server restarted and printed a new one. \
-         If an admin exists, sign in instead.",
+        "This setup link is not valid: it was already used, or it expired (a link works for an hour). \
+         Run `flagpole admin setup-link` for a new one; if an admin exists, sign in instead.",
     )
 }
 
@@ -124,7 +189,11 @@ async fn setup_page(
     query: web::Query<SetupQuery>,
 ) -> Result<HttpResponse> {
     let token = query.token.clone().unwrap_or_default();
-    if !state.setup.matches(&token) {
+    let t = token.clone();
+    if !state
+        .read(move |conn| admins::setup::is_valid(conn, &t))
+        .await?
+    {
         return Err(invalid_setup_link());
     }
     render(&SetupPage {
@@ -135,32 +204,45 @@ async fn setup_page(
     })
 }
 
-async fn setup(state: web::Data<AppState>, session: Session, form: Form) -> Result<HttpResponse> {
+async fn setup(
+    state: web::Data<AppState>,
+    session: Session,
+    req: HttpRequest,
+    form: Form,
+) -> Result<HttpResponse> {
     let token = form.get("token");
-    // Spent now, so two submissions cannot both create an owner; given back
-    // if the form was invalid.
-    if !state.setup.take(&token) {
-        return Err(invalid_setup_link());
-    }
     let email = form.get("email");
     let password = form.get("password");
-    let mut errors = FieldErrors::default();
-    if password != form.get("password_confirmation") {
-        errors.add("password_confirmation", "The two passwords differ.");
+    let t = token.clone();
+    if !state
+        .read(move |conn| admins::setup::is_valid(conn, &t))
+        .await?
+    {
+        return Err(invalid_setup_link());
     }
-    let result = if errors.is_empty() {
-        let (e, p) = (email.clone(), password.clone());
-        state
-            .write(move |conn| admins::create_first_owner(conn, &e, &p))
-            .await
-    } else {
-        Err(Error::Invalid(errors))
+    let checked = admins::check_new(&email, &password).and_then(|email| {
+        if password == form.get("password_confirmation") {
+            Ok(email)
+        } else {
+            Err(Error::invalid(
+                "password_confirmation",
+                "The two passwords differ.",
+            ))
+        }
+    });
+    let result = match checked {
+        Ok(valid) => {
+            let hash = state.hasher.hash(password).await?;
+            let t = token.clone();
+            state
+                .write(move |conn| admins::create_first_owner(conn, &t, &valid, &hash))
+                .await
+        }
+        Err(e) => Err(e),
     };
     match result {
         Ok(admin) => {
-            session.renew();
-            let _ = session.insert(SESSION_ADMIN, admin.id.as_str());
-            let _ = session.insert(SESSION_CSRF, random_token(32));
+            sign_in(&state, &session, &req, &admin).await?;
             super::context::flash(
                 &session,
                 "Welcome to Flagpole. Create your first feature flag.",
@@ -168,7 +250,6 @@ async fn setup(state: web::Data<AppState>, session: Session, form: Form) -> Resu
             Ok(redirect("/flags"))
         }
         Err(error) if error.field_errors().is_some() => {
-            state.setup.restore(&token);
             let errors = error.field_errors().unwrap_or_default();
             render_with_status(
                 &SetupPage {

@@ -13,10 +13,11 @@ use crate::admins::{self, Admin, Role};
 use crate::audit::Actor;
 use crate::environments::{self, Environment};
 use crate::error::{Entity, Error, Refusal, Result};
-use crate::ids::{random_token, AdminId, EnvironmentId};
+use crate::ids::{random_token, EnvironmentId};
 use crate::AppState;
 
-pub const SESSION_ADMIN: &str = "admin_id";
+/// The cookie's token of the admin's server-side session.
+pub const SESSION_TOKEN: &str = "session";
 pub const SESSION_CSRF: &str = "csrf";
 pub const SESSION_ENV: &str = "env_id";
 pub const SESSION_FLASH: &str = "flash";
@@ -43,6 +44,8 @@ pub struct Ctx {
     pub state: web::Data<AppState>,
     pub session: Session,
     pub admin: Admin,
+    /// The SHA-256 of this browser's session token.
+    pub session_hash: String,
     pub role: Role,
     pub csrf: String,
     pub environments: Vec<Environment>,
@@ -164,12 +167,8 @@ impl FromRequest for Ctx {
             }
             let state = state.ok_or_else(|| Error::internal(anyhow::anyhow!("no state")))?;
             let login = || Error::Refused(Refusal::LoginRequired { next: next.clone() });
-            let admin_id: Option<AdminId> = session
-                .get::<String>(SESSION_ADMIN)
-                .ok()
-                .flatten()
-                .and_then(|id| AdminId::parse(&id));
-            let Some(admin_id) = admin_id else {
+            let token: Option<String> = session.get::<String>(SESSION_TOKEN).ok().flatten();
+            let Some(token) = token else {
                 return Err(login());
             };
             let env_id: Option<EnvironmentId> = session
@@ -177,17 +176,15 @@ impl FromRequest for Ctx {
                 .ok()
                 .flatten()
                 .and_then(|id| EnvironmentId::parse(&id));
-            let (admin, environments) = state
+            let timeouts = state.config.session_timeouts;
+            let (signed_in, environments) = state
                 .read(move |conn| {
-                    let admin = match admins::get(conn, &admin_id) {
-                        Ok(admin) => Some(admin),
-                        Err(Error::NotFound(_)) => None,
-                        Err(e) => return Err(e),
-                    };
-                    Ok((admin, environments::list(conn)?))
+                    let signed_in = admins::sessions::check(conn, &token, &timeouts)?;
+                    Ok((signed_in, environments::list(conn)?))
                 })
                 .await?;
-            let Some(admin) = admin else {
+            // Signed out, timed out, ended elsewhere, or the admin is gone.
+            let Some((admin, admin_session)) = signed_in else {
                 session.purge();
                 return Err(login());
             };
@@ -198,6 +195,7 @@ impl FromRequest for Ctx {
             let csrf = csrf_token(&session)?;
             Ok(Ctx {
                 role: admin.role,
+                session_hash: admin_session.token_hash,
                 state,
                 session,
                 admin,
