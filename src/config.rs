@@ -64,6 +64,9 @@ pub struct Config {
     pub change_retention: Duration,
     /// `FLAGPOLE_METRICS`: serve Prometheus metrics at `/metrics` (default true).
     pub metrics: bool,
+    /// `FLAGPOLE_WEBHOOK_ALLOW`: internal networks (CIDR) or host names that
+    /// webhooks may be sent to anyway (default none).
+    pub webhook_allow: crate::webhooks::guard::Guard,
     /// `FLAGPOLE_SESSION_IDLE_HOURS` (default 12) and
     /// `FLAGPOLE_SESSION_MAX_DAYS` (default 7): when dashboard sessions end.
     pub session_timeouts: crate::admins::sessions::Timeouts,
@@ -221,6 +224,10 @@ impl Config {
                 ),
             },
             trust_proxy: flag("FLAGPOLE_TRUST_PROXY", false)?,
+            webhook_allow: crate::webhooks::guard::Guard::parse(
+                &var("FLAGPOLE_WEBHOOK_ALLOW").unwrap_or_default(),
+            )
+            .map_err(|e| anyhow::anyhow!("FLAGPOLE_WEBHOOK_ALLOW: {e}"))?,
             hash_cost: crate::admins::hashing::HashCost {
                 memory_kib: whole("FLAGPOLE_ARGON2_MEMORY_KIB", 19 * 1024, 8 * 1024, 1024 * 1024)?
                     as u32,
@@ -310,6 +317,7 @@ impl Config {
             metrics: true,
             session_timeouts: crate::admins::sessions::Timeouts::default(),
             trust_proxy: false,
+            webhook_allow: crate::webhooks::guard::Guard::default(),
             hash_cost: crate::admins::hashing::HashCost::default(),
             sqlite_durability: crate::db::Durability::Changes,
         }
@@ -335,6 +343,7 @@ impl Config {
             timeout: self.webhook_timeout,
             retention: self.webhook_retention,
             prune_interval: self.webhook_prune_interval,
+            guard: std::sync::Arc::new(self.webhook_allow.clone()),
         }
     }
 

@@ -214,7 +214,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 let sealer = keys::KeySealer::new(&config.secret_key);
                 let (endpoint, secret) =
-                    endpoints::create(&mut conn, &sealer, &cli_actor(), &env.id, &input)
+                    endpoints::create(&mut conn, &sealer, &cli_actor(), &env.id, &input, &config.webhook_allow)
                         .map_err(cli_error)?;
                 tracing::info!(id = %endpoint.id, url = %endpoint.url, events = %endpoint.events, "webhook endpoint added");
                 println!("{secret}");

@@ -36,6 +36,8 @@ pub struct Settings {
     pub timeout: Duration,
     pub retention: Duration,
     pub prune_interval: Duration,
+    /// Where deliveries may go.
+    pub guard: Arc<super::guard::Guard>,
 }
 
 impl Settings {
@@ -139,9 +141,27 @@ impl AttemptResult {
     }
 }
 
-async fn send(http: &reqwest::Client, claimed: &Claimed) -> AttemptResult {
+async fn send(
+    http: &reqwest::Client,
+    guard: &super::guard::Guard,
+    claimed: &Claimed,
+) -> AttemptResult {
     let attempted_at = Timestamp::now();
     let started = Instant::now();
+    // An address in the URL itself is never looked up: check it here. Names
+    // are checked by the resolver, on the addresses they resolve to.
+    let refused = reqwest::Url::parse(&claimed.url)
+        .ok()
+        .and_then(|url| guard.refuses_url(&url));
+    if let Some(why) = refused {
+        return AttemptResult {
+            attempted_at,
+            status_code: None,
+            error: Some(format!("refused: {why}")),
+            duration_ms: 0,
+            excerpt: None,
+        };
+    }
     let header = signature(
         &claimed.secret,
         Timestamp::now().unix_millis(),
@@ -289,10 +309,15 @@ fn record_attempt(
     })
 }
 
-/// The HTTP client of deliveries: no redirects, a timeout, our user agent.
+/// The HTTP client of deliveries: no redirects, no proxy, a timeout, our
+/// user agent, and a resolver that only returns addresses the guard allows.
 fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .user_agent("Flagpole-Webhooks")
+        .no_proxy()
+        .dns_resolver(Arc::new(super::guard::GuardedResolver {
+            guard: settings.guard.clone(),
+        }))
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -324,7 +349,7 @@ impl Worker {
             for claimed in claimed {
                 let worker = self.clone();
                 tasks.push(actix_web::rt::spawn(async move {
-                    let result = send(&worker.http, &claimed).await;
+                    let result = send(&worker.http, &worker.settings.guard, &claimed).await;
                     let label = if result.succeeded() {
                         "succeeded"
                     } else if result.status_code.is_some() {

@@ -4,6 +4,7 @@
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
+use super::guard::{keep_credentials, redact, Guard};
 use super::{WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, EVENTS};
 use crate::audit::{Actor, Change};
 use crate::db::schema::{
@@ -32,7 +33,7 @@ struct ValidEndpoint {
     events: String,
 }
 
-fn validate_input(input: &EndpointInput) -> Result<ValidEndpoint> {
+fn validate_input(input: &EndpointInput, guard: &Guard) -> Result<ValidEndpoint> {
     let mut errors = FieldErrors::default();
     let url = input.url.trim().to_string();
     if url.is_empty() {
@@ -50,7 +51,11 @@ fn validate_input(input: &EndpointInput) -> Result<ValidEndpoint> {
             Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
                 errors.add("url", "The URL needs a host name.")
             }
-            Ok(_) => {}
+            Ok(parsed) => {
+                if let Some(why) = guard.refuses_url(&parsed) {
+                    errors.add("url", why);
+                }
+            }
             Err(e) => errors.add("url", format!("This is not a valid URL ({e}).")),
         }
     }
@@ -82,7 +87,7 @@ fn new_secret() -> String {
 
 fn state(e: &WebhookEndpoint) -> Value {
     json!({
-        "url": e.url,
+        "url": redact(&e.url),
         "description": e.description,
         "events": e.events,
         "enabled": e.enabled,
@@ -90,8 +95,13 @@ fn state(e: &WebhookEndpoint) -> Value {
 }
 
 fn change(action: &'static str, endpoint: &WebhookEndpoint) -> Change {
-    Change::new(action, "webhook_endpoint", &endpoint.id, &endpoint.url)
-        .environment(&endpoint.environment_id)
+    Change::new(
+        action,
+        "webhook_endpoint",
+        &endpoint.id,
+        redact(&endpoint.url),
+    )
+    .environment(&endpoint.environment_id)
 }
 
 /// Adds an endpoint to an environment and returns it with its signing
@@ -102,8 +112,9 @@ pub fn create(
     actor: &Actor,
     environment_id: &EnvironmentId,
     input: &EndpointInput,
+    guard: &Guard,
 ) -> Result<(WebhookEndpoint, String)> {
-    let valid = validate_input(input)?;
+    let valid = validate_input(input, guard)?;
     let secret = new_secret();
     let id = WebhookEndpointId::generate();
     let sealed = sealer.seal(secret.as_bytes(), id.as_str())?;
@@ -151,10 +162,18 @@ pub fn update(
     actor: &Actor,
     id: &WebhookEndpointId,
     input: &EndpointInput,
+    guard: &Guard,
 ) -> Result<WebhookEndpoint> {
-    let valid = validate_input(input)?;
     crate::db::write_transaction(conn, |conn| {
         let before = get(conn, id)?;
+        // The form showed the URL with its credentials as ***: where they
+        // still are, the stored ones stay.
+        let input = EndpointInput {
+            url: keep_credentials(input.url.trim(), &before.url),
+            description: input.description.clone(),
+            events: input.events.clone(),
+        };
+        let valid = validate_input(&input, guard)?;
         diesel::update(webhook_endpoints::table.find(id))
             .set((
                 webhook_endpoints::url.eq(&valid.url),

@@ -8,6 +8,7 @@
 
 pub mod delivery;
 pub mod endpoints;
+pub mod guard;
 pub mod outbox;
 
 use std::time::Duration;

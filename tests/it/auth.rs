@@ -446,7 +446,10 @@ async fn a_signed_out_cookie_no_longer_works(app: TestApp) {
         )
         .await;
     let refused = page.status == 403
-        || page.location.as_deref().is_some_and(|l| l.starts_with("/login"));
+        || page
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("/login"));
     assert!(refused, "{} {:?}", page.status, page.location);
     assert_eq!(crate::count!(app, flags), 0);
 }

@@ -141,6 +141,8 @@ impl TestApp {
         config.pool_size = 4;
         config.http_workers = Some(1);
         config.signer_cache_ttl = std::time::Duration::from_secs(1);
+        // The tests' webhook receivers listen on the loopback address.
+        config.webhook_allow = flagpole::webhooks::guard::Guard::parse("127.0.0.1").unwrap();
         configure(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let app = Application::build_with_listener(config, listener)
@@ -179,6 +181,7 @@ impl TestApp {
         config.pool_size = 4;
         config.http_workers = Some(1);
         config.signer_cache_ttl = std::time::Duration::from_secs(1);
+        config.webhook_allow = flagpole::webhooks::guard::Guard::parse("127.0.0.1").unwrap();
         configure(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let app = Application::build_with_listener(config, listener)

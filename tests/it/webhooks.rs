@@ -191,6 +191,7 @@ fn add_endpoint(
             description: String::new(),
             events: events.iter().map(|e| e.to_string()).collect(),
         },
+        &app.state.config.webhook_allow,
     )
     .unwrap_or_else(|e| panic!("endpoint {url}: {e:?}"))
 }
@@ -1277,7 +1278,148 @@ on_both_backends!(
     the_cli_adds_an_endpoint_and_prints_only_its_secret,
 );
 
+async fn deliveries_to_internal_addresses_are_refused_unless_allowed(backend: Backend) {
+    let Some(app) = spawn(backend, |c| {
+        c.webhook_allow = flagpole::webhooks::guard::Guard::default();
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start(0);
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let owner = app.owner().await;
+    // The dashboard refuses internal addresses in every spelling.
+    for url in [
+        format!("http://127.1:{port}/hooks"),
+        format!("http://2130706433:{port}/hooks"),
+        format!("http://localhost:{port}/hooks"),
+        format!("http://[::1]:{port}/hooks"),
+        format!("http://0.0.0.0:{port}/hooks"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let page = owner
+            .post(
+                "/webhooks",
+                &[
+                    ("environment", "production"),
+                    ("url", url.as_str()),
+                    ("events", "flag.created"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 422, "{url}");
+        page.assert_contains("internal address");
+    }
+    assert!(endpoints(&app).is_empty());
+
+    // One that got in anyway (made while it was allowed, or a name that
+    // now resolves inside) is refused when the worker connects.
+    let env = env(&app, "production");
+    {
+        let mut conn = app.conn();
+        endpoints::create(
+            &mut conn,
+            &app.state.sealer,
+            &crate::support::actor(),
+            &env.id,
+            &EndpointInput {
+                url: receiver.url.clone(),
+                description: String::new(),
+                events: vec!["flag.created".into()],
+            },
+            &flagpole::webhooks::guard::Guard::parse("127.0.0.1").unwrap(),
+        )
+        .unwrap();
+    }
+    make_flag(&app, "Probe", "probe", "");
+    eventually("an attempt", || {
+        deliveries(&app)
+            .first()
+            .is_some_and(|d| !attempts(&app, &d.id).is_empty())
+    })
+    .await;
+    let delivery = deliveries(&app).remove(0);
+    let attempt = attempts(&app, &delivery.id).remove(0);
+    let error = attempt.error.clone().unwrap_or_default();
+    assert!(error.starts_with("refused:"), "{error}");
+    assert!(attempt.status_code.is_none());
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
+}
+
+async fn credentials_and_answers_of_receivers_stay_with_editors(backend: Backend) {
+    let Some(app) = spawn(backend, |_| {}).await else {
+        return;
+    };
+    let receiver = Receiver::start(0);
+    let url = receiver
+        .url
+        .replace("http://", "http://hook-user:s3cret-pass@");
+    let (endpoint, _) = add_endpoint(&app, "production", &url, &["flag.created"]);
+    make_flag(&app, "Probe", "probe", "");
+    receiver.wait_for(1).await;
+    eventually("the attempt is recorded", || {
+        deliveries(&app)
+            .first()
+            .is_some_and(|d| !attempts(&app, &d.id).is_empty())
+    })
+    .await;
+    let owner = app.owner().await;
+    let viewer = app.signed_in("vera@example.com", Role::Viewer).await;
+    let page = owner.get(&format!("/webhooks/{}", endpoint.id)).await;
+    assert_eq!(page.status, 200);
+    page.assert_contains("thanks");
+    page.assert_contains("***:***@127.0.0.1");
+    let page = viewer.get(&format!("/webhooks/{}", endpoint.id)).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("thanks"), "a viewer sees no answer");
+    for (who, client) in [("owner", &owner), ("viewer", &viewer)] {
+        for path in ["/webhooks", "/audit"] {
+            let page = client.get(path).await;
+            assert!(!page.body.contains("s3cret"), "{who} {path}");
+        }
+        let page = client.get(&format!("/webhooks/{}", endpoint.id)).await;
+        assert!(!page.body.contains("s3cret"), "{who}");
+    }
+    let key = api_key(&app, "production", "audit");
+    let audit = app
+        .api(Some(&key))
+        .get("/api/v1/audit-events?limit=100")
+        .await;
+    assert_eq!(audit.status, 200);
+    assert!(!audit.body.to_string().contains("s3cret"), "{}", audit.body);
+    // Saving the form as shown keeps the credentials it did not show.
+    let page = owner
+        .post(
+            &format!("/webhooks/{}", endpoint.id),
+            &[
+                ("url", &flagpole::webhooks::guard::redact(&url)),
+                ("description", "renamed"),
+                ("events", "flag.created"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let stored = endpoints(&app).remove(0);
+    assert_eq!(stored.url, url);
+    assert_eq!(stored.description, "renamed");
+}
+
 on_both_backends_with_settings!(
+    deliveries_to_internal_addresses_are_refused_unless_allowed,
+    credentials_and_answers_of_receivers_stay_with_editors,
     each_flag_event_is_delivered_signed_as_workos_signs_webhooks,
     endpoints_hear_only_their_own_environment_and_events,
     failed_deliveries_are_retried_with_backoff_and_listed_with_their_attempts,

@@ -6,12 +6,14 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 
 use super::context::{Ctx, Form, Layout};
+use crate::admins::Role;
 use crate::environments::Environment;
 use crate::error::{Entity, Error, FieldErrors, Result};
 use crate::ids::WebhookEndpointId;
 use crate::web::routes::Routes;
 use crate::web::{redirect, render_with_status, Surface};
 use crate::webhooks::endpoints::{self, EndpointInput, MAX_URL_LENGTH};
+use crate::webhooks::guard::redact;
 use crate::webhooks::{DeliveryStatus, WebhookEndpoint, EVENTS};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -62,7 +64,7 @@ impl EndpointForm {
 
     fn of(endpoint: &WebhookEndpoint) -> Self {
         EndpointForm {
-            url: endpoint.url.clone(),
+            url: redact(&endpoint.url),
             description: endpoint.description.clone(),
             events: endpoint.events().into_iter().map(str::to_string).collect(),
             errors: FieldErrors::default(),
@@ -133,7 +135,7 @@ async fn render_list(
         .map(|s| EndpointRow {
             events: s.endpoint.events(),
             id: s.endpoint.id,
-            url: s.endpoint.url,
+            url: redact(&s.endpoint.url),
             description: s.endpoint.description,
             enabled: s.endpoint.enabled,
             secret_prefix: s.endpoint.secret_prefix,
@@ -171,12 +173,21 @@ async fn create(ctx: Ctx, form: Form) -> Result<HttpResponse> {
     let (state, env_id) = (ctx.state.clone(), env.id.clone());
     match ctx
         .state
-        .write(move |conn| endpoints::create(conn, &state.sealer, &actor, &env_id, &input))
+        .write(move |conn| {
+            endpoints::create(
+                conn,
+                &state.sealer,
+                &actor,
+                &env_id,
+                &input,
+                &state.config.webhook_allow,
+            )
+        })
         .await
     {
         Ok((endpoint, secret)) => {
             let created = NewSecret {
-                url: endpoint.url,
+                url: redact(&endpoint.url),
                 secret,
             };
             render_list(&ctx, env, EndpointForm::blank(), Some(created)).await
@@ -267,7 +278,13 @@ async fn render_show(
                         (None, None) => "no answer".into(),
                     },
                     duration_ms: a.duration_ms,
-                    excerpt: a.response_excerpt.unwrap_or_default(),
+                    // What the receiver answered can hold anything it
+                    // knows: editors and owners see it, viewers do not.
+                    excerpt: if ctx.role >= Role::Editor {
+                        a.response_excerpt.unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
                 })
                 .collect(),
         })
@@ -276,14 +293,17 @@ async fn render_show(
     let status = form.status();
     render_with_status(
         &ShowPage {
-            layout: ctx.layout(format!("Webhook {}", endpoint.url), "webhooks"),
+            layout: ctx.layout(format!("Webhook {}", redact(&endpoint.url)), "webhooks"),
             env,
             form,
             all_events: &EVENTS,
             max_url: MAX_URL_LENGTH,
             deliveries,
             new_secret,
-            endpoint,
+            endpoint: WebhookEndpoint {
+                url: redact(&endpoint.url),
+                ..endpoint
+            },
         },
         status,
     )
@@ -300,13 +320,16 @@ async fn update(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<HttpRes
     let input = typed.input();
     let actor = ctx.actor();
     let target = id.clone();
+    let state = ctx.state.clone();
     match ctx
         .state
-        .write(move |conn| endpoints::update(conn, &actor, &target, &input))
+        .write(move |conn| {
+            endpoints::update(conn, &actor, &target, &input, &state.config.webhook_allow)
+        })
         .await
     {
         Ok(endpoint) => {
-            ctx.flash(format!("Saved the endpoint {}.", endpoint.url));
+            ctx.flash(format!("Saved the endpoint {}.", redact(&endpoint.url)));
             Ok(redirect(&format!("/webhooks/{id}")))
         }
         Err(error) => match error.field_errors() {
@@ -341,12 +364,12 @@ async fn set_enabled(ctx: Ctx, path: web::Path<String>, form: Form) -> Result<Ht
     ctx.flash(if enabled {
         format!(
             "Enabled {}: it hears about changes from now on.",
-            endpoint.url
+            redact(&endpoint.url)
         )
     } else {
         format!(
             "Disabled {}: it is sent nothing new until you enable it again.",
-            endpoint.url
+            redact(&endpoint.url)
         )
     });
     Ok(redirect(&format!("/webhooks/{id}")))
@@ -362,7 +385,7 @@ async fn rotate(ctx: Ctx, path: web::Path<String>, _form: Form) -> Result<HttpRe
         .write(move |conn| endpoints::rotate_secret(conn, &state.sealer, &actor, &target))
         .await?;
     let created = NewSecret {
-        url: endpoint.url,
+        url: redact(&endpoint.url),
         secret,
     };
     render_show(&ctx, id, None, Some(created)).await
@@ -378,7 +401,7 @@ async fn delete(ctx: Ctx, path: web::Path<String>, _form: Form) -> Result<HttpRe
         .await?;
     ctx.flash(format!(
         "Deleted the endpoint {} and its delivery history.",
-        endpoint.url
+        redact(&endpoint.url)
     ));
     Ok(redirect("/webhooks"))
 }
