@@ -391,12 +391,12 @@ fn parse_secret_key(key: &str) -> anyhow::Result<Vec<u8>> {
 fn load_or_generate_secret_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join("flagpole.secret");
     if path.exists() {
+        warn_if_shared(&path, 0o077);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         return parse_secret_key(&text);
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    crate::config::create_private_dir(data_dir)?;
     let mut bytes = [0u8; 64];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     write_private_file(&path, &hex::encode(bytes))?;
@@ -406,6 +406,45 @@ fn load_or_generate_secret_key(data_dir: &std::path::Path) -> anyhow::Result<Vec
          set FLAGPOLE_SECRET_KEY when running several instances"
     );
     Ok(bytes.to_vec())
+}
+
+/// Creates a directory only its owner may enter (0700), or warns when an
+/// existing one is open to others.
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        warn_if_shared(dir, 0o077);
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Warns when others than the owner may read (or enter) `path`.
+pub fn warn_if_shared(path: &std::path::Path, others: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & others != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "others than its owner can read this; chmod it to 600 (files) or 700 (directories)"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, others);
 }
 
 fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {

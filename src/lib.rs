@@ -183,6 +183,7 @@ impl Application {
             .model
             .spawn_applier(url.clone(), state.config.applier_settings())?;
         spawn_usage_flusher(state.clone());
+        spawn_janitor(state.clone());
         if state.config.webhook_delivery {
             webhooks::delivery::spawn(
                 state.pool.clone(),
@@ -251,6 +252,35 @@ fn spawn_usage_flusher(state: actix_web::web::Data<AppState>) {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "recording when keys were last used failed");
             }
+        }
+    });
+}
+
+/// How long ended token sessions and dashboard sessions are kept.
+const ENDED_SESSIONS_KEPT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Every hour, forgets token sessions (with their refresh tokens) that
+/// ended more than a week ago, and ended dashboard sessions.
+fn spawn_janitor(state: actix_web::web::Data<AppState>) {
+    let weak = Arc::downgrade(&state.into_inner());
+    actix_web::rt::spawn(async move {
+        loop {
+            let Some(state) = weak.upgrade() else { break };
+            let timeouts = state.config.session_timeouts;
+            let result = state
+                .read(move |conn| {
+                    let tokens = tokens::sessions::prune(conn, ENDED_SESSIONS_KEPT)?;
+                    let dashboard = admins::sessions::prune(conn, &timeouts)?;
+                    Ok(tokens + dashboard)
+                })
+                .await;
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "forgot ended sessions"),
+                Err(e) => tracing::warn!(error = %e, "forgetting ended sessions failed"),
+            }
+            drop(state);
+            actix_web::rt::time::sleep(Duration::from_secs(60 * 60)).await;
         }
     });
 }

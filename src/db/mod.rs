@@ -169,6 +169,7 @@ impl ManageConnection for Manager {
 pub fn connect(url: &DatabaseUrl) -> Result<DbConn, r2d2::Error> {
     match url.backend {
         Backend::Sqlite => {
+            create_private_file(&url.target);
             let mut conn =
                 SqliteConnection::establish(&url.target).map_err(r2d2::Error::ConnectionError)?;
             // The busy timeout comes first: switching to WAL takes a
@@ -306,6 +307,26 @@ where
     });
     WRITE_DEPTH.with(|d| d.set(d.get() - 1));
     result
+}
+
+/// Creates the SQLite file readable by its owner only (0600) before SQLite
+/// opens it; an existing file open to others gets a warning. (The `-wal`
+/// and `-shm` files SQLite makes take the main file's permissions.)
+fn create_private_file(path: &str) {
+    let path = std::path::Path::new(path);
+    if path.exists() {
+        crate::config::warn_if_shared(path, 0o077);
+        return;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    // Another connection may have made it meanwhile; SQLite opens it either way.
+    let _ = options.open(path);
 }
 
 /// Syncs what SQLite has committed to disk (a passive checkpoint syncs the

@@ -474,3 +474,26 @@ impl<'a> Claims<'a> {
         }
     }
 }
+
+/// Forgets sessions (and their refresh tokens) that expired or were revoked
+/// more than `retention` ago; returns how many.
+pub fn prune(conn: &mut DbConn, retention: std::time::Duration) -> Result<usize> {
+    let before = Timestamp::now().minus(retention);
+    crate::db::write_transaction(conn, |conn| {
+        let old: Vec<SessionId> = sessions::table
+            .filter(
+                sessions::expires_at
+                    .lt(before)
+                    .or(sessions::revoked_at.lt(before)),
+            )
+            .select(sessions::id)
+            .limit(10_000)
+            .load(conn)?;
+        for chunk in old.chunks(500) {
+            diesel::delete(refresh_tokens::table.filter(refresh_tokens::session_id.eq_any(chunk)))
+                .execute(conn)?;
+            diesel::delete(sessions::table.filter(sessions::id.eq_any(chunk))).execute(conn)?;
+        }
+        Ok(old.len())
+    })
+}

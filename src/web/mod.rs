@@ -58,7 +58,7 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
             .app_data(web::QueryConfig::default().error_handler(errors::query_error))
             .app_data(web::PathConfig::default().error_handler(errors::path_error))
             .wrap(session)
-            .wrap(security_headers())
+            .wrap(security_headers(secure))
             .wrap(Compress::default())
             .wrap(actix_web::middleware::from_fn(metrics::count_requests))
             .configure(routes)
@@ -73,8 +73,15 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
     Ok(server)
 }
 
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// Headers on every answer; with an https public URL, also HSTS (a year),
+/// so a browser never speaks plain HTTP to the dashboard again.
+fn security_headers(https: bool) -> DefaultHeaders {
+    let headers = if https {
+        DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+    } else {
+        DefaultHeaders::new()
+    };
+    headers
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::REFERRER_POLICY, "same-origin"))

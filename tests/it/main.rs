@@ -19,6 +19,7 @@ mod errors;
 mod evaluation_property;
 mod example_app;
 mod flags_dashboard;
+mod hardening;
 mod hot_paths;
 mod instances;
 mod key_scopes;
