@@ -62,16 +62,21 @@ echo "   wrk: 1 thread, $CONNECTIONS connections, ${SECONDS_EACH} s per run, on 
 started=$(date +%s.%N)
 "$BIN" seed-demo --users "$USERS" --organizations "$ORGS" --flags "$FLAGS" --targets-per-flag "$TARGETS" 2>/dev/null | tail -1
 echo "   loader: $(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')") s"
-KEY=$("$BIN" api-key create --environment production --name bench 2>/dev/null | grep -o 'sk_[0-9a-f]*' | head -1)
+KEY=$("$BIN" api-key create --environment production --name bench --scope admin 2>/dev/null | grep -o "sk_[0-9a-f]*" | head -1)
 
-start_server() { # port, log
+start_server() { # port, log; sets SERVER_PID
+  if curl -s -o /dev/null "http://127.0.0.1:$1/healthz"; then
+    echo "port $1 is taken: set PORT to a free one" >&2
+    exit 1
+  fi
   FLAGPOLE_BIND=127.0.0.1:$1 FLAGPOLE_PUBLIC_URL=http://127.0.0.1:$1 "$BIN" serve >"$2" 2>&1 &
-  PIDS+=($!)
-  echo $!
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
 }
 
 launched=$(date +%s.%N)
-SERVER=$(start_server "$PORT" "$WORK/server.log")
+start_server "$PORT" "$WORK/server.log"
+SERVER=$SERVER_PID
 BASE=http://127.0.0.1:$PORT
 until curl -sf -o /dev/null -XPOST "$BASE/api/v1/evaluate" -H "Authorization: Bearer $KEY" \
   -H 'Content-Type: application/json' -d '{"user_id":"u-1","organization_id":"o-1"}'; do sleep 0.01; done
@@ -245,7 +250,7 @@ printf 'bulk\t%s\t%s\n' "$synced" "$rate" >> "$RESULTS"
 # --- a second instance (PostgreSQL) -------------------------------------
 if [ "$BACKEND" = postgres ]; then
   echo "== a second instance on the same database"
-  start_server "$PORT2" "$WORK/server2.log" >/dev/null
+  start_server "$PORT2" "$WORK/server2.log"
   until curl -sf -o /dev/null "http://127.0.0.1:$PORT2/healthz"; do sleep 0.05; done
   python3 - "$BASE" "http://127.0.0.1:$PORT2" "$KEY" "$RESULTS" <<'EOF'
 import json, sys, time, urllib.error, urllib.request
@@ -290,7 +295,7 @@ if [ "$DASHBOARD" = 1 ]; then
   fi
   "$BIN" seed-demo --users 100000 --organizations 1000 --flags 5000 --targets-per-flag 25 2>/dev/null | tail -1
   echo 'a long benchmark password' | "$BIN" admin create --email bench@example.com --password-stdin >/dev/null 2>&1
-  start_server "$PORT" "$WORK/server.log" >/dev/null
+  start_server "$PORT" "$WORK/server.log"
   until curl -sf -o /dev/null "$BASE/healthz"; do sleep 0.05; done
   jar=$WORK/cookies
   csrf=$(curl -s -c "$jar" -b "$jar" "$BASE/login" | grep -o 'name="_csrf" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//')
