@@ -10,7 +10,7 @@
 #   DASHBOARD=1 bash benches/http.sh         # also the dashboard at 5,000 flags
 #
 # Needs wrk, curl and python3 (and psql for PostgreSQL). Each wrk run is
-# one thread and CONNECTIONS connections for SECONDS seconds, on the same
+# one thread and CONNECTIONS connections for BENCH_SECONDS seconds (default 10), on the same
 # machine as the server: the ratios, not the absolute numbers, carry over.
 set -euo pipefail
 
@@ -18,7 +18,7 @@ USERS=${USERS:-1000000}
 ORGS=${ORGS:-10000}
 FLAGS=${FLAGS:-1000}
 TARGETS=${TARGETS:-125}
-SECONDS_EACH=${SECONDS:-10}
+SECONDS_EACH=${BENCH_SECONDS:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 BACKEND=${BACKEND:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}

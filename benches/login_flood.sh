@@ -12,7 +12,7 @@
 # Needs wrk, curl and python3.
 set -euo pipefail
 
-SECONDS_EACH=${SECONDS:-10}
+SECONDS_EACH=${BENCH_SECONDS:-10}
 PORT=${PORT:-18090}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -56,7 +56,7 @@ wrk.headers["Cookie"] = "$cookie"
 local n = 0
 request = function()
   n = n + 1
-  wrk.headers["X-Forwarded-For"] = "10." .. (n % 250) .. "." .. ((n // 250) % 250) .. "." .. (n % 199 + 1)
+  wrk.headers["X-Forwarded-For"] = "10." .. (n % 250) .. "." .. (math.floor(n / 250) % 250) .. "." .. (n % 199 + 1)
   return wrk.format(nil, "/login", nil, "_csrf=$csrf&email=owner%40example.com&password=guess" .. n .. "&next=%2Fflags")
 end
 EOF
@@ -76,7 +76,8 @@ ready=$(wrk -t1 -c2 -d"$((SECONDS_EACH - 2))s" --latency "$BASE/readyz")
 api=$(wrk -t1 -c2 -d"$((SECONDS_EACH - 2))s" --latency -s "$WORK/evaluate.lua" "$BASE")
 wait "$FLOOD"
 after=$(rss)
-echo "   sign-ins: $(awk '/Requests\/sec/ {print $2}' "$WORK/flood.txt") req/s ($(awk '/Non-2xx/ {print $5}' "$WORK/flood.txt") answered 401 or 429)"
+answers=$(curl -s "$BASE/metrics" | awk '/^flagpole_http_requests_total/ && /route="\/login"/ && /method="POST"/ {match($0, /status="[0-9]+"/); printf "%s %s, ", substr($0, RSTART + 8, 3), $NF}')
+echo "   sign-ins: $(awk '/Requests\/sec/ {print $2}' "$WORK/flood.txt") req/s; answers by status: ${answers%, }"
 echo "   /readyz meanwhile: p50 $(echo "$ready" | awk '$1 == "50%" {print $2}'), p99 $(echo "$ready" | awk '$1 == "99%" {print $2}')"
 echo "   POST /api/v1/evaluate meanwhile: p50 $(echo "$api" | awk '$1 == "50%" {print $2}'), p99 $(echo "$api" | awk '$1 == "99%" {print $2}')"
 echo "   RSS after: $after MiB (grew $((after - before)) MiB)"

@@ -7,8 +7,9 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Refusal, Result};
 
@@ -48,16 +49,53 @@ pub fn hash(cost: &HashCost, password: &str) -> Result<String> {
         .map_err(|e| Error::internal(anyhow::anyhow!("hashing a password: {e}")))
 }
 
+thread_local! {
+    /// This thread's argon2 memory, kept between hashes: a hash fills
+    /// every block before it reads one, so nothing carries over, and the
+    /// allocator never sees the tens of MiB come and go (which it would
+    /// keep, fragmented, under a flood of sign-ins).
+    static MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Whether `password` matches `stored` (a PHC string: its own parameters
 /// are used, so hashes made with another cost still verify).
 pub fn verify(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let hashed = MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        argon2.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut memory[..blocks],
+        )
+    });
+    hashed.is_ok() && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -137,14 +175,67 @@ impl Hasher {
     /// Checks a password against a stored hash (or, for an unknown account,
     /// against the decoy, so both take as long) on a hashing thread.
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool> {
+        self.verify_account(password, move || Ok(stored), String::as_str)
+            .await
+            .map(|found| found.is_some())
+    }
+
+    /// Finds an account with `find` and checks `password` against its hash
+    /// (`hash_of`), both on a hashing thread: a sign-in beyond what the
+    /// queue holds is refused before it touches the database, so a flood
+    /// costs neither connections nor threads. The account, if the password
+    /// is its own.
+    pub async fn verify_account<A: Send + 'static>(
+        &self,
+        password: String,
+        find: impl FnOnce() -> Result<Option<A>> + Send + 'static,
+        hash_of: fn(&A) -> &str,
+    ) -> Result<Option<A>> {
         let decoy = self.decoy.clone();
-        self.run(move || match stored {
-            Some(stored) => verify(&password, &stored),
-            None => {
-                verify(&password, &decoy);
-                false
-            }
+        self.run(move || {
+            let account = find()?;
+            let matches = match &account {
+                Some(account) => verify(&password, hash_of(account)),
+                None => {
+                    verify(&password, &decoy);
+                    false
+                }
+            };
+            Ok(account.filter(|_| matches))
         })
-        .await
+        .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_of_any_cost_verify_on_reused_memory() {
+        let small = HashCost {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let big = HashCost::default();
+        let a = hash(&small, "correct horse").unwrap();
+        let b = hash(&big, "battery staple").unwrap();
+        // A hash made by the argon2 crate's own API, as earlier versions stored.
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let c = Argon2::default()
+            .hash_password(b"old password", &salt)
+            .unwrap()
+            .to_string();
+        // Big, then small, then big again on the same thread's memory.
+        for _ in 0..2 {
+            assert!(verify("battery staple", &b));
+            assert!(verify("correct horse", &a));
+            assert!(!verify("correct horsE", &a));
+            assert!(!verify("correct horse", &b));
+            assert!(verify("old password", &c));
+        }
+        assert!(!verify("x", "not a hash"));
+        assert!(!verify("x", "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$"));
     }
 }

@@ -334,7 +334,91 @@ async fn rules_are_read_and_changed_with_etags(app: TestApp) {
     assert_eq!((r.status, r.code()), (404, "flag_not_found"));
 }
 
+/// A body field is applied or refused, never ignored: `enabled` in a rule
+/// PUT switches the flag, and an unknown field is a 422 that names it and
+/// changes nothing.
+async fn body_fields_are_applied_or_refused_never_ignored(app: TestApp) {
+    let api = app.api(Some(&key(&app, "production")));
+    create(&api, "beta").await;
+    let path = "/api/v1/feature-flags/beta/environments/production";
+
+    let r = api
+        .put_json(path, None, json!({"mode": "all", "enabled": true}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (r.body["mode"].as_str(), r.body["enabled"].as_bool()),
+        (Some("all"), Some(true))
+    );
+    let r = api
+        .post("/api/v1/evaluate", json!({"user_id": "anyone"}))
+        .await;
+    assert_eq!(r.body["feature_flags"], json!(["beta"]), "{:?}", r.body);
+
+    for (path, method, body, field) in [
+        (
+            path,
+            "PUT",
+            json!({"mode": "none", "enable": false}),
+            "enable",
+        ),
+        (
+            "/api/v1/feature-flags",
+            "POST",
+            json!({"name": "X", "slug": "x", "owner": "me"}),
+            "owner",
+        ),
+        (
+            "/api/v1/feature-flags/beta",
+            "PATCH",
+            json!({"archive": true}),
+            "archive",
+        ),
+        (
+            "/api/v1/organizations",
+            "POST",
+            json!({"name": "Acme", "domains": ["acme.com"]}),
+            "domains",
+        ),
+        (
+            "/api/v1/evaluate",
+            "POST",
+            json!({"user_id": "u", "org": "acme"}),
+            "org",
+        ),
+    ] {
+        let r = match method {
+            "PUT" => api.put_json(path, None, body).await,
+            "PATCH" => api.patch_json(path, body).await,
+            _ => api.post(path, body).await,
+        };
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "invalid_field"),
+            "{method} {path}: {:?}",
+            r.body
+        );
+        assert_eq!(
+            r.body["error"]["field"], field,
+            "{method} {path}: {:?}",
+            r.body
+        );
+    }
+    // Nothing of the refused bodies was applied.
+    let r = api.get(path).await;
+    assert_eq!(
+        (r.body["mode"].as_str(), r.body["enabled"].as_bool()),
+        (Some("all"), Some(true))
+    );
+    assert_eq!(api.get("/api/v1/feature-flags/x").await.status, 404);
+    assert_eq!(
+        api.get("/api/v1/feature-flags/beta").await.body["archived"],
+        false
+    );
+}
+
 on_both_backends!(
+    body_fields_are_applied_or_refused_never_ignored,
     flags_are_created_read_updated_and_archived,
     lists_are_cursor_paged_searchable_and_filterable,
     walking_after_visits_every_flag_once_while_flags_are_added,

@@ -277,6 +277,9 @@ async fn after_sign_in_you_return_to_the_page_you_asked_for_but_never_off_site(a
         ("//evil.example/x", "/flags"),
         ("https://evil.example/x", "/flags"),
         ("/\\evil.example", "/flags"),
+        ("/\t/evil.example", "/flags"),
+        ("/flags\n", "/flags"),
+        ("/flags\u{7f}", "/flags"),
     ] {
         let client = app.client();
         let page = client.get("/login").await;

@@ -1151,7 +1151,35 @@ async fn body_errors_are_documented(app: TestApp) {
     }
 }
 
+/// Every `/api/v1` request body is closed: the document says
+/// `additionalProperties: false` for each, as the server refuses unknown
+/// fields. (OFREP's body is the OpenFeature providers' to extend.)
+async fn request_bodies_are_closed(app: TestApp) {
+    let doc = fetch_document(&app).await;
+    let mut bodies = 0;
+    for (template, item) in doc.0["paths"].as_object().unwrap() {
+        if !template.starts_with("/api/v1/") {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(schema) = operation.pointer("/requestBody/content/application~1json/schema")
+            else {
+                continue;
+            };
+            bodies += 1;
+            let schema = doc.resolve(schema);
+            assert_eq!(
+                schema.get("additionalProperties"),
+                Some(&Value::Bool(false)),
+                "{method} {template}: {schema}"
+            );
+        }
+    }
+    assert!(bodies >= 10, "{bodies} request bodies");
+}
+
 on_both_backends!(
+    request_bodies_are_closed,
     the_document_is_valid_openapi,
     documented_and_mounted_routes_are_the_same,
     every_documented_operation_answers_as_documented,

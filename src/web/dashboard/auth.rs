@@ -132,14 +132,18 @@ async fn login(
             .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         return Ok(response);
     }
-    let e = email.clone();
+    // The account is read and its hash checked on a hashing thread, a few
+    // at a time; the connection is given back before the hash starts.
+    let (e, pool) = (email.clone(), state.pool.clone());
+    let find = move || {
+        let mut conn = pool.get()?;
+        admins::find_by_email(&mut conn, &e)
+    };
     let admin = state
-        .read(move |conn| admins::find_by_email(conn, &e))
+        .hasher
+        .verify_account(password, find, |a: &admins::Admin| &a.password_hash)
         .await?;
-    // The hash is checked off the database connection, a few at a time.
-    let stored = admin.as_ref().map(|a| a.password_hash.clone());
-    let matches = state.hasher.verify(password, stored).await?;
-    let Some(admin) = admin.filter(|_| matches) else {
+    let Some(admin) = admin else {
         state.login_throttle.failed(&email, client);
         return render_with_status(
             &page("That email and password do not match an admin account."),
