@@ -27,8 +27,13 @@ pub struct Config {
     /// `FLAGPOLE_REFRESH_TOKEN_TTL`: seconds a session lives without a refresh (default 30 days).
     pub refresh_token_ttl: i64,
     /// `FLAGPOLE_REFRESH_GRACE`: seconds during which a just-rotated refresh
-    /// token may be presented again and get the same new pair (default 0: strict).
+    /// token may be presented again and get the same new pair (default 30,
+    /// so two tabs refreshing at once keep their session; 0 is strict).
     pub refresh_grace: i64,
+    /// `FLAGPOLE_KEY_PUBLICATION_DELAY`: seconds a rotated-in signing key is
+    /// published before it signs (default 600, longer than the verifiers'
+    /// key-set caches).
+    pub key_publication_delay: Duration,
     /// How long to wait before each retry of a failed webhook delivery: the
     /// n-th retry waits the n-th entry (the last one repeats), give or take 10%.
     pub webhook_retry_schedule: Vec<Duration>,
@@ -87,6 +92,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://flagpole.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_ACCESS_TOKEN_TTL: i64 = 5 * 60;
 pub const DEFAULT_REFRESH_TOKEN_TTL: i64 = 30 * 24 * 60 * 60;
+pub const DEFAULT_REFRESH_GRACE: i64 = 30;
+pub const DEFAULT_KEY_PUBLICATION_DELAY: i64 = 10 * 60;
 
 /// Retries after 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, then every 8 h.
 pub fn default_webhook_retry_schedule() -> Vec<Duration> {
@@ -180,7 +187,11 @@ impl Config {
             pool_size: 16,
             access_token_ttl: seconds("FLAGPOLE_ACCESS_TOKEN_TTL", DEFAULT_ACCESS_TOKEN_TTL)?,
             refresh_token_ttl: seconds("FLAGPOLE_REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TOKEN_TTL)?,
-            refresh_grace: seconds("FLAGPOLE_REFRESH_GRACE", 0)?,
+            refresh_grace: seconds("FLAGPOLE_REFRESH_GRACE", DEFAULT_REFRESH_GRACE)?,
+            key_publication_delay: Duration::from_secs(
+                seconds("FLAGPOLE_KEY_PUBLICATION_DELAY", DEFAULT_KEY_PUBLICATION_DELAY)?.max(0)
+                    as u64,
+            ),
             webhook_delivery: match var("FLAGPOLE_WEBHOOK_DELIVERY").as_deref() {
                 None | Some("true" | "1" | "on") => true,
                 Some("false" | "0" | "off") => false,
@@ -301,7 +312,10 @@ impl Config {
             pool_size: 8,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            // The tests of reuse detection and rotation want strict reuse and
+            // keys that sign at once; the grace and the delay have their own.
             refresh_grace: 0,
+            key_publication_delay: Duration::ZERO,
             webhook_retry_schedule: default_webhook_retry_schedule(),
             webhook_retry_window: DEFAULT_WEBHOOK_RETRY_WINDOW,
             webhook_poll_interval: DEFAULT_WEBHOOK_POLL_INTERVAL,

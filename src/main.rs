@@ -119,6 +119,11 @@ enum KeysCommand {
         /// ES256 (default: the current key's), RS256 or EdDSA.
         #[arg(long, value_parser = ["ES256", "RS256", "EdDSA"])]
         algorithm: Option<String>,
+        /// Sign with the new keys at once instead of after
+        /// FLAGPOLE_KEY_PUBLICATION_DELAY: for a compromised key. Verifiers
+        /// that cached the key set fail until they refetch it.
+        #[arg(long)]
+        now: bool,
     },
 }
 
@@ -225,6 +230,7 @@ fn main() -> anyhow::Result<()> {
                     KeysCommand::Rotate {
                         environment,
                         algorithm,
+                        now,
                     },
             } => {
                 let mut conn = open(&config).await?;
@@ -232,18 +238,35 @@ fn main() -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
                 let sealer = keys::KeySealer::new(&config.secret_key);
                 let algorithm = algorithm.as_deref().and_then(SigningAlgorithm::parse);
-                let key = signing::rotate(
+                let delay = if now {
+                    std::time::Duration::ZERO
+                } else {
+                    config.key_publication_delay
+                };
+                let rotation = signing::rotate(
                     &mut conn,
                     &sealer,
                     &cli_actor(),
                     &env.id,
                     algorithm,
+                    delay,
                     config.retired_key_publication(),
                 )
                 .map_err(cli_error)?;
+                let when = if now {
+                    "now".to_string()
+                } else {
+                    format!(
+                        "from {} (published now, so verifiers have them first)",
+                        rotation.takes_over_at.human_seconds()
+                    )
+                };
                 println!(
-                    "{} now signs with {} key {}",
-                    env.name, key.algorithm, key.id
+                    "{} signs with {} key {} (and RS256 key {} for the WorkOS SDKs) {when}",
+                    env.name,
+                    rotation.tokens.algorithm,
+                    rotation.tokens.id,
+                    rotation.workos.id
                 );
                 Ok(())
             }

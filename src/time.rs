@@ -88,6 +88,18 @@ impl Timestamp {
             .unwrap_or(Duration::ZERO)
     }
 
+    /// How long until this (zero for the past).
+    pub fn remaining(self) -> Duration {
+        (self.datetime() - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// "2026-11-25 08:18:30 UTC", for people, to the second.
+    pub fn human_seconds(self) -> String {
+        self.datetime().format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    }
+
     /// "2026-11-25 08:18 UTC", for people.
     pub fn human(self) -> String {
         self.datetime().format("%Y-%m-%d %H:%M UTC").to_string()

@@ -138,6 +138,8 @@ diesel::table! {
         created_at -> Text,
         retired_at -> Nullable<Text>,
         publish_until -> Nullable<Text>,
+        usage -> Text,
+        signs_from -> Nullable<Text>,
     }
 }
 

@@ -362,7 +362,10 @@ pub fn save_rule(
             .before(audit_state(&before, before_count))
             .after(after_state)
             .record(conn, actor)?;
-        let context = rule_event_context(conn, &flag.id, &env.id, &before, &after)?;
+        let targets_changed = !added.is_empty() || !removed.is_empty();
+        let previous_targets = targets_changed.then_some(existing.as_slice());
+        let context =
+            rule_event_context(conn, &flag.id, &env.id, &before, &after, previous_targets)?;
         announce(
             conn,
             "flag.rule_updated",
@@ -385,17 +388,10 @@ pub fn save_rule(
     })
 }
 
-/// What WorkOS's `flag.rule_updated` tells besides the flag: who the rule
-/// gives it to now, and what it was before.
-fn rule_event_context(
-    conn: &mut DbConn,
-    flag_id: &FlagId,
-    env_id: &EnvironmentId,
-    before: &RuleRow,
-    after: &RuleRow,
-) -> Result<Value> {
-    let ids = target_ids(conn, flag_id, env_id)?;
-    let views = describe_targets(conn, &ids)?;
+/// WorkOS's `configured_targets` of the targets `ids`: organizations with
+/// their names, users with their emails.
+fn configured_targets(conn: &mut DbConn, ids: &[String]) -> Result<Value> {
+    let views = describe_targets(conn, ids)?;
     let of_kind = |kind: TargetKind, key: &str| -> Vec<Value> {
         views
             .iter()
@@ -407,19 +403,37 @@ fn rule_event_context(
             })
             .collect()
     };
+    Ok(json!({
+        "organizations": of_kind(TargetKind::Organization, "name"),
+        "users": of_kind(TargetKind::User, "email"),
+    }))
+}
+
+/// What WorkOS's `flag.rule_updated` tells besides the flag: who the rule
+/// gives it to now, and what changed: the previous mode, switch and (when
+/// they changed, `previous_targets`) targets.
+fn rule_event_context(
+    conn: &mut DbConn,
+    flag_id: &FlagId,
+    env_id: &EnvironmentId,
+    before: &RuleRow,
+    after: &RuleRow,
+    previous_targets: Option<&[String]>,
+) -> Result<Value> {
+    let ids = target_ids(conn, flag_id, env_id)?;
     let mut previous = json!({});
     if before.mode != after.mode {
-        previous["context"] = json!({"access_type": before.mode});
+        previous["context"]["access_type"] = json!(before.mode);
+    }
+    if let Some(previous_targets) = previous_targets {
+        previous["context"]["configured_targets"] = configured_targets(conn, previous_targets)?;
     }
     if before.enabled != after.enabled {
         previous["data"] = json!({"enabled": before.enabled});
     }
     Ok(json!({
         "access_type": after.mode,
-        "configured_targets": {
-            "organizations": of_kind(TargetKind::Organization, "name"),
-            "users": of_kind(TargetKind::User, "email"),
-        },
+        "configured_targets": configured_targets(conn, &ids)?,
         "previous_attributes": previous,
     }))
 }

@@ -10,6 +10,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 crate::text_enum! {
     /// The signature algorithms an environment can sign with.
@@ -72,9 +73,16 @@ pub fn generate(algorithm: SigningAlgorithm) -> anyhow::Result<GeneratedKey> {
                 .to_pkcs1_der()
                 .map_err(|e| anyhow::anyhow!("encoding an RSA key: {e}"))?;
             let public = private.to_public_key();
+            let certificate = self_signed_certificate(&private, &kid)?;
             (
                 der.as_bytes().to_vec(),
-                json!({"kty": "RSA", "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be())}),
+                json!({
+                    "kty": "RSA",
+                    "n": b64(&public.n().to_bytes_be()),
+                    "e": b64(&public.e().to_bytes_be()),
+                    "x5c": [STANDARD.encode(&certificate)],
+                    "x5t#S256": b64(&Sha256::digest(&certificate)),
+                }),
             )
         }
         SigningAlgorithm::EdDsa => {
@@ -98,6 +106,26 @@ pub fn generate(algorithm: SigningAlgorithm) -> anyhow::Result<GeneratedKey> {
         private_der,
         public_jwk: jwk,
     })
+}
+
+/// A self-signed X.509 certificate (DER) of an RSA key, for the JWK's
+/// `x5c`: WorkOS publishes one with every key, and its SDKs' key models
+/// require the field.
+fn self_signed_certificate(private: &rsa::RsaPrivateKey, kid: &str) -> anyhow::Result<Vec<u8>> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let pkcs8 = private
+        .to_pkcs8_der()
+        .map_err(|e| anyhow::anyhow!("encoding an RSA key: {e}"))?;
+    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_bytes()),
+        &rcgen::PKCS_RSA_SHA256,
+    )?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("Flagpole signing key {kid}"),
+    );
+    Ok(params.self_signed(&key)?.der().to_vec())
 }
 
 /// Seals and opens secrets stored in the database.

@@ -20,6 +20,19 @@ use crate::error::{Error, Result};
 use crate::ids::EnvironmentId;
 use crate::time::Timestamp;
 
+crate::text_enum! {
+    /// What a key signs. Every environment has one key of each.
+    pub enum KeyUsage {
+        /// Tokens from `/api/v1/sessions`: the environment's algorithm
+        /// (ES256 unless chosen otherwise), fast to sign.
+        Tokens = "tokens",
+        /// Tokens from the WorkOS surface (`/user_management/authenticate`):
+        /// always RS256, the only algorithm the WorkOS SDKs verify, and
+        /// published with a certificate at `/sso/jwks/{client_id}`.
+        Workos = "workos",
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = signing_keys)]
 pub struct SigningKey {
@@ -30,17 +43,32 @@ pub struct SigningKey {
     pub private_key_sealed: String,
     pub public_jwk: String,
     pub created_at: Timestamp,
+    /// When it stops signing (`None`: not scheduled).
     pub retired_at: Option<Timestamp>,
     pub publish_until: Option<Timestamp>,
+    pub usage: KeyUsage,
+    /// When it starts signing (`None`: from its creation). A rotated-in key
+    /// is published first and signs from here.
+    pub signs_from: Option<Timestamp>,
+}
+
+impl SigningKey {
+    /// Whether it signs at `now`.
+    pub fn signs_at(&self, now: Timestamp) -> bool {
+        self.signs_from.is_none_or(|from| from <= now)
+            && self.retired_at.is_none_or(|until| until > now)
+    }
 }
 
 fn insert_new_key(
     conn: &mut DbConn,
     sealer: &KeySealer,
     environment_id: &EnvironmentId,
-    algorithm: SigningAlgorithm,
+    usage: KeyUsage,
+    generated: keys::GeneratedKey,
+    signs_from: Option<Timestamp>,
 ) -> Result<SigningKey> {
-    let generated = keys::generate(algorithm)?;
+    let algorithm = generated.algorithm;
     let row = SigningKey {
         private_key_sealed: sealer.seal(&generated.private_der, &generated.kid)?,
         id: generated.kid,
@@ -50,6 +78,8 @@ fn insert_new_key(
         created_at: Timestamp::now(),
         retired_at: None,
         publish_until: None,
+        usage,
+        signs_from,
     };
     diesel::insert_into(signing_keys::table)
         .values(&row)
@@ -57,66 +87,158 @@ fn insert_new_key(
     Ok(row)
 }
 
-/// The key an environment signs with now, created (ES256) on first use.
+/// The keys of an environment and usage that are not retired yet, newest first.
+fn unretired(
+    conn: &mut DbConn,
+    environment_id: &EnvironmentId,
+    usage: KeyUsage,
+    now: Timestamp,
+) -> Result<Vec<SigningKey>> {
+    Ok(signing_keys::table
+        .filter(signing_keys::environment_id.eq(environment_id))
+        .filter(signing_keys::usage.eq(usage))
+        .filter(
+            signing_keys::retired_at
+                .is_null()
+                .or(signing_keys::retired_at.gt(now)),
+        )
+        .order(signing_keys::created_at.desc())
+        .select(SigningKey::as_select())
+        .load(conn)?)
+}
+
+/// The key an environment signs `usage` tokens with now, created on first
+/// use (ES256 for tokens, RS256 for the WorkOS surface).
 pub fn active_key(
     conn: &mut DbConn,
     sealer: &KeySealer,
     environment_id: &EnvironmentId,
+    usage: KeyUsage,
 ) -> Result<SigningKey> {
-    let current = signing_keys::table
-        .filter(signing_keys::environment_id.eq(environment_id))
-        .filter(signing_keys::retired_at.is_null())
-        .order(signing_keys::created_at.desc())
-        .select(SigningKey::as_select())
-        .first(conn)
-        .optional()?;
-    match current {
+    let now = Timestamp::now();
+    match unretired(conn, environment_id, usage, now)?
+        .into_iter()
+        .find(|k| k.signs_at(now))
+    {
         Some(key) => Ok(key),
-        None => insert_new_key(conn, sealer, environment_id, SigningAlgorithm::Es256),
+        None => {
+            let algorithm = match usage {
+                KeyUsage::Tokens => SigningAlgorithm::Es256,
+                KeyUsage::Workos => SigningAlgorithm::Rs256,
+            };
+            let generated = keys::generate(algorithm)?;
+            insert_new_key(conn, sealer, environment_id, usage, generated, None)
+        }
     }
 }
 
-/// Retires the environment's key and starts signing with a new one. The
-/// retired public key stays in the JWKS for `publish_for` (at least the
-/// longest any token it signed can live).
+/// A key waiting to take over: published already, signing from `signs_from`.
+pub fn pending_key(
+    conn: &mut DbConn,
+    environment_id: &EnvironmentId,
+    usage: KeyUsage,
+) -> Result<Option<SigningKey>> {
+    let now = Timestamp::now();
+    Ok(unretired(conn, environment_id, usage, now)?
+        .into_iter()
+        .find(|k| k.signs_from.is_some_and(|from| from > now)))
+}
+
+/// What a rotation did: the new key of each usage and when they sign.
+pub struct Rotation {
+    pub tokens: SigningKey,
+    pub workos: SigningKey,
+    pub takes_over_at: Timestamp,
+}
+
+/// Rotates the environment's keys (both usages; the token key to
+/// `algorithm`, or its current one). The new keys are published at once and
+/// sign from `delay` later, so that verifiers that cache the key set
+/// (PyJWT and jose refetch at most every 30 s, the WorkOS Node SDK keeps it
+/// up to 5 min) have them before the first token; `delay` zero is for a
+/// compromised key. The old keys sign until then and stay published for
+/// `publish_for` after (at least the longest any token can live).
 pub fn rotate(
     conn: &mut DbConn,
     sealer: &KeySealer,
     actor: &Actor,
     environment_id: &EnvironmentId,
     algorithm: Option<SigningAlgorithm>,
+    delay: Duration,
     publish_for: Duration,
-) -> Result<SigningKey> {
+) -> Result<Rotation> {
+    // Keys are made before the transaction (an RSA key takes a while), so
+    // no writer waits for them.
+    let token_algorithm = match algorithm {
+        Some(algorithm) => algorithm,
+        None => active_key(conn, sealer, environment_id, KeyUsage::Tokens)?.algorithm,
+    };
+    let mut generated = vec![
+        keys::generate(SigningAlgorithm::Rs256)?,
+        keys::generate(token_algorithm)?,
+    ];
     crate::db::write_transaction(conn, |conn| {
-        let current = active_key(conn, sealer, environment_id)?;
-        let algorithm = algorithm.unwrap_or(current.algorithm);
-        let now = Timestamp::now();
-        diesel::update(
-            signing_keys::table
-                .filter(signing_keys::environment_id.eq(environment_id))
-                .filter(signing_keys::retired_at.is_null()),
-        )
-        .set((
-            signing_keys::retired_at.eq(now),
-            signing_keys::publish_until.eq(now.plus(publish_for)),
-        ))
-        .execute(conn)?;
-        let new = insert_new_key(conn, sealer, environment_id, algorithm)?;
+        let takes_over_at = Timestamp::now().plus(delay);
+        let mut new_keys = Vec::new();
+        for &usage in KeyUsage::ALL {
+            let current = active_key(conn, sealer, environment_id, usage)?;
+            // Every key that would sign past the takeover (the current one,
+            // and one still waiting from an earlier rotation) stops there.
+            diesel::update(
+                signing_keys::table
+                    .filter(signing_keys::environment_id.eq(environment_id))
+                    .filter(signing_keys::usage.eq(usage))
+                    .filter(
+                        signing_keys::retired_at
+                            .is_null()
+                            .or(signing_keys::retired_at.gt(takes_over_at)),
+                    ),
+            )
+            .set((
+                signing_keys::retired_at.eq(takes_over_at),
+                signing_keys::publish_until.eq(takes_over_at.plus(publish_for)),
+            ))
+            .execute(conn)?;
+            let key = generated
+                .pop()
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("a key per usage")))?;
+            let new = insert_new_key(
+                conn,
+                sealer,
+                environment_id,
+                usage,
+                key,
+                Some(takes_over_at),
+            )?;
+            Change::new("signing_key.rotated", "signing_key", &new.id, &new.id)
+                .environment(environment_id)
+                .before(json!({"kid": current.id, "algorithm": current.algorithm, "usage": usage}))
+                .after(json!({"kid": new.id, "algorithm": new.algorithm, "usage": usage, "signs_from": takes_over_at}))
+                .record(conn, actor)?;
+            new_keys.push(new);
+        }
         changed(conn, Changed::Credentials(environment_id))?;
-        Change::new("signing_key.rotated", "signing_key", &new.id, &new.id)
-            .environment(environment_id)
-            .before(json!({"kid": current.id, "algorithm": current.algorithm}))
-            .after(json!({"kid": new.id, "algorithm": new.algorithm}))
-            .record(conn, actor)?;
-        Ok(new)
+        let workos = new_keys
+            .pop()
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("no key")))?;
+        let tokens = new_keys
+            .pop()
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("no key")))?;
+        Ok(Rotation {
+            tokens,
+            workos,
+            takes_over_at,
+        })
     })
 }
 
-/// Every key that verifies tokens still alive: current ones, and retired
-/// ones until their tokens have expired. `environment_id` narrows it.
+/// Every key that verifies tokens still alive: current ones, ones waiting
+/// to take over, and retired ones until their tokens have expired.
+/// `environment_id` and `usage` narrow it.
 pub fn published_keys(
     conn: &mut DbConn,
     environment_id: Option<&EnvironmentId>,
+    usage: Option<KeyUsage>,
 ) -> Result<Vec<SigningKey>> {
     let mut query = signing_keys::table
         .filter(
@@ -128,6 +250,9 @@ pub fn published_keys(
         .into_boxed();
     if let Some(env) = environment_id {
         query = query.filter(signing_keys::environment_id.eq(env.clone()));
+    }
+    if let Some(usage) = usage {
+        query = query.filter(signing_keys::usage.eq(usage));
     }
     Ok(query.select(SigningKey::as_select()).load(conn)?)
 }
@@ -205,7 +330,7 @@ impl KeyPair {
 /// `ttl` so a rotation by another instance is picked up.
 pub struct SignerCache {
     ttl: Duration,
-    entries: Mutex<HashMap<EnvironmentId, (Signer, Instant)>>,
+    entries: Mutex<HashMap<(EnvironmentId, KeyUsage), (Signer, Instant)>>,
 }
 
 impl SignerCache {
@@ -216,38 +341,46 @@ impl SignerCache {
         }
     }
 
+    /// The signer of the environment's `usage` key. A cached one is kept
+    /// for `ttl`, and never past the moment its key stops signing.
     pub fn signer(
         &self,
         conn: &mut DbConn,
         sealer: &KeySealer,
         environment_id: &EnvironmentId,
+        usage: KeyUsage,
     ) -> Result<Signer> {
-        if let Some((signer, at)) = self
+        let cache_key = (environment_id.clone(), usage);
+        if let Some((signer, until)) = self
             .entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(environment_id)
+            .get(&cache_key)
         {
-            if at.elapsed() < self.ttl {
+            if Instant::now() < *until {
                 return Ok(signer.clone());
             }
         }
-        let row = active_key(conn, sealer, environment_id)?;
+        let row = active_key(conn, sealer, environment_id, usage)?;
         let der = sealer.open(&row.private_key_sealed, &row.id)?;
+        let mut until = Instant::now() + self.ttl;
+        if let Some(retired_at) = row.retired_at {
+            until = until.min(Instant::now() + retired_at.remaining());
+        }
         let signer = Signer::new(row.id, row.algorithm, &der)?;
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(environment_id.clone(), (signer.clone(), Instant::now()));
+            .insert(cache_key, (signer.clone(), until));
         Ok(signer)
     }
 
-    /// Forgets an environment's key, after this instance rotated it.
+    /// Forgets an environment's keys, after this instance rotated them.
     pub fn forget(&self, environment_id: &EnvironmentId) {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(environment_id);
+            .retain(|(env, _), _| env != environment_id);
     }
 }
 

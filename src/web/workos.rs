@@ -34,6 +34,7 @@ use crate::ids::{EnvironmentId, FlagId};
 use crate::live::Snapshot;
 use crate::paging::Cursor;
 use crate::tokens::sessions::{self as token_sessions, RevokeTarget};
+use crate::tokens::signing::KeyUsage;
 use crate::workos::{runtime_flag, FeatureFlag, List, WorkosUser};
 use crate::AppState;
 
@@ -149,7 +150,14 @@ async fn authenticate(
             Ok(env.id)
         })
         .await?;
-    let refreshed = rotate(&state, token, optional(body.organization_id), Some(env_id)).await?;
+    let refreshed = rotate(
+        &state,
+        token,
+        optional(body.organization_id),
+        Some(env_id),
+        KeyUsage::Workos,
+    )
+    .await?;
     let minted = crate::tokens::mint(
         &state.model().model,
         &state.config.token_settings(),
@@ -199,7 +207,7 @@ async fn jwks(state: web::Data<AppState>, path: web::Path<String>) -> Result<Htt
         .read(move |conn| environments::by_client_id(conn, &client_id))
         .await?
         .ok_or(Error::NotFound(Entity::Environment))?;
-    key_set(&state, Some(env.id)).await
+    key_set(&state, Some(env.id), Some(KeyUsage::Workos)).await
 }
 
 // ---------------------------------------------------------------------------

@@ -164,12 +164,18 @@ async fn the_cli_prints_only_the_new_key_and_rotates_signing_keys(app: TestApp) 
             "production",
             "--algorithm",
             "RS256",
+            "--now",
         ],
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" now"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     // The signer cache is re-read within seconds; a rotation from the CLI (another process) shows up then.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);

@@ -636,9 +636,106 @@ async fn rotation_signs_new_tokens_with_the_new_key_and_keeps_the_old_one_publis
     assert!(kids.contains(&old_kid.as_str()));
     assert_eq!(
         kids.len(),
-        3,
-        "staging's key, production's old and new keys: {kids:?}"
+        6,
+        "staging's two keys, production's old and new token and WorkOS keys: {kids:?}"
     );
+}
+
+/// Verifies `token` with a key set fetched earlier, as a caching JWKS
+/// client (PyJWT's, jose's, the WorkOS SDKs') does between refetches.
+fn verify_cached(set: &jsonwebtoken::jwk::JwkSet, token: &str) -> Result<(), String> {
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    let jwk = set
+        .find(header.kid.as_deref().ok_or("no kid")?)
+        .ok_or("the cached key set has no such kid")?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// A rotation publishes the next keys first and signs with them only after
+/// the publication delay, so a verifier that cached the key set right after
+/// the rotation verifies every token; "at once" is for a compromised key.
+async fn rotated_keys_are_published_before_they_sign(backend: Backend) {
+    let delay = std::time::Duration::from_secs(3);
+    let Some(app) = TestApp::spawn_with(backend, |c| c.key_publication_delay = delay).await else {
+        return;
+    };
+    let w = world(&app);
+    let api = app.api(Some(&w.key));
+    let fetch = || async {
+        let jwks = app.api(None).get("/.well-known/jwks.json").await;
+        serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.body).unwrap()
+    };
+    let kid_of = |token: &Value| {
+        jsonwebtoken::decode_header(token.as_str().unwrap())
+            .unwrap()
+            .kid
+            .unwrap()
+    };
+    let old_kid = kid_of(&start(&api, json!({"user_id": w.ada.id})).await.body["access_token"]);
+
+    let admin = app.owner().await;
+    let page = admin
+        .post(
+            "/environments/production/signing-key",
+            &[("algorithm", "ES256")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let rotated_at = std::time::Instant::now();
+    let page = admin.get("/environments").await;
+    assert!(
+        page.body.contains("Next key"),
+        "the pending key is shown with its time: {}",
+        &page.body[page.body.find("Signing key").unwrap_or(0)..][..1500]
+    );
+    assert!(page.body.contains("published, signs from"));
+
+    // Right after the rotation: the old key still signs, the new one is out.
+    let cached = fetch().await;
+    let token = start(&api, json!({"user_id": w.ada.id})).await.body["access_token"].clone();
+    assert_eq!(
+        kid_of(&token),
+        old_kid,
+        "the old key signs until the takeover"
+    );
+    assert!(
+        cached.keys.len() >= 6,
+        "both new keys are published at once"
+    );
+
+    // After the delay the new key signs, and the set cached before verifies it.
+    let remaining = delay.saturating_sub(rotated_at.elapsed());
+    actix_web::rt::time::sleep(remaining + std::time::Duration::from_millis(300)).await;
+    let token = start(&api, json!({"user_id": w.ada.id})).await.body["access_token"].clone();
+    assert_ne!(kid_of(&token), old_kid, "the new key took over");
+    verify_cached(&cached, token.as_str().unwrap()).unwrap();
+
+    // At once: the next token is signed by a key the old cache has never seen.
+    let page = admin
+        .post(
+            "/environments/production/signing-key",
+            &[("algorithm", "ES256"), ("now", "true")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let token = start(&api, json!({"user_id": w.ada.id})).await.body["access_token"].clone();
+    assert!(verify_cached(&cached, token.as_str().unwrap()).is_err());
+    verify_cached(&fetch().await, token.as_str().unwrap()).unwrap();
+}
+
+#[actix_web::test]
+async fn key_publication_on_sqlite() {
+    rotated_keys_are_published_before_they_sign(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn key_publication_on_postgres() {
+    rotated_keys_are_published_before_they_sign(Backend::Postgres).await;
 }
 
 async fn a_refresh_grace_period_gives_concurrent_tabs_the_same_new_pair(backend: Backend) {
@@ -728,10 +825,18 @@ async fn the_openid_configuration_points_at_the_jwks(app: TestApp) {
         json!(["ES256", "RS256", "EdDSA"])
     );
     let jwks = app.api(None).get("/.well-known/jwks.json").await;
+    let mut algorithms = Vec::new();
     for key in jwks.body["keys"].as_array().unwrap() {
-        assert!(key["kid"].is_string() && key["alg"] == "ES256" && key["use"] == "sig");
-        assert!(key.get("d").is_none(), "no private part is published");
+        assert!(key["kid"].is_string() && key["use"] == "sig");
+        assert!(
+            key.get("d").is_none() && key.get("p").is_none(),
+            "no private part is published"
+        );
+        algorithms.push(key["alg"].as_str().unwrap().to_string());
     }
+    algorithms.sort();
+    // Each environment's token key (ES256) and WorkOS key (RS256).
+    assert_eq!(algorithms, ["ES256", "ES256", "RS256", "RS256"]);
 }
 
 async fn concurrent_sessions_and_refreshes_all_succeed(app: TestApp) {

@@ -4,6 +4,7 @@
 
 use crate::common::{Json, TestApp};
 use crate::support::{make_flag, make_org, make_user, set_enabled, set_rule};
+use base64::Engine;
 use flagpole::directory::Organization;
 use flagpole::directory::User;
 use flagpole::environments::Environment;
@@ -334,15 +335,49 @@ async fn the_sso_jwks_has_the_environments_keys_only(app: TestApp) {
     assert_eq!(kids(&prod).len(), 1);
     assert_eq!(kids(&staging).len(), 1);
     assert_ne!(kids(&prod), kids(&staging));
-    let token = start(&app, &w.key, &w.ada.id, None).await.body["access_token"].clone();
-    let header = jsonwebtoken::decode_header(token.as_str().unwrap()).unwrap();
+    // What the WorkOS SDKs' key model requires: RS256 with a certificate.
+    for key in prod.body["keys"].as_array().unwrap() {
+        assert_eq!(
+            (
+                key["kty"].as_str(),
+                key["alg"].as_str(),
+                key["use"].as_str()
+            ),
+            (Some("RSA"), Some("RS256"), Some("sig"))
+        );
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(key["x5c"][0].as_str().unwrap())
+            .unwrap();
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(<sha2::Sha256 as sha2::Digest>::digest(&der));
+        assert_eq!(key["x5t#S256"], thumbprint.as_str());
+    }
+    // Tokens refreshed through the WorkOS surface are signed with it;
+    // /api/v1/sessions keeps the environment's fast key.
+    let started = start(&app, &w.key, &w.ada.id, None).await;
+    let header =
+        jsonwebtoken::decode_header(started.body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert!(!kids(&prod).contains(&header.kid.unwrap()));
+    let refreshed = app
+        .api(None)
+        .post(
+            "/user_management/authenticate",
+            json!({"grant_type": "refresh_token", "client_id": w.production.client_id, "refresh_token": started.body["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
+    let header =
+        jsonwebtoken::decode_header(refreshed.body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
     assert_eq!(
         header.kid.unwrap(),
         kids(&prod)[0],
-        "tokens are signed with it"
+        "WorkOS tokens are signed with it"
     );
+    // The whole key set has both keys of both environments.
     let all = app.api(None).get("/.well-known/jwks.json").await;
-    assert_eq!(kids(&all).len(), 2);
+    assert_eq!(kids(&all).len(), 4);
 
     let r = app.api(None).get("/sso/jwks/client_unknown").await;
     assert_eq!(

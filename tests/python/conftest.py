@@ -5,8 +5,7 @@ The Python twin of tests/node: it runs the binary that `cargo test
 SQLite file and on a fresh PostgreSQL database, and every test runs once per
 backend. From the repository root, after `cargo test --all-targets`:
 
-    python3 -m venv tests/python/.venv && tests/python/.venv/bin/pip install -r tests/python/requirements.txt
-    tests/python/.venv/bin/python -m pytest tests/python
+    python3 -m venv tests/python/.venv && tests/python/.venv/bin/pip install -r tests/python/requirements.txt && tests/python/.venv/bin/pytest tests/python
 
 (Debian's python3 needs the python3-venv package for the first command.)
 
@@ -15,13 +14,20 @@ backend. From the repository root, after `cargo test --all-targets`:
   database with `psql` and drops it afterwards.
 - Without the binary, psql or PostgreSQL the tests that need them are
   SKIPPED with a loud message; with CI=true they fail instead.
+- A module's `FLAGPOLE_ENV` dict adds environment variables for its
+  Flagpole (server and CLI): test_webhooks.py sets
+  FLAGPOLE_WEBHOOK_ALLOW=127.0.0.1 (the SSRF guard refuses a loopback
+  receiver otherwise), test_seed_route.py FLAGPOLE_REFRESH_GRACE=0.
 - Files: harness.py starts Flagpole; test_seed_route.py is the seed's
   server-side route written with the Python SDK (sealed session, refresh,
   authenticate, refresh-token reuse); test_feature_flags.py every
   feature-flag method; test_jwks.py get_jwks() and token verification;
   test_key_rotation.py the session flow after `flagpole keys rotate
-  --algorithm RS256`; test_webhooks.py `webhooks.verify_event` on deliveries
-  captured by a local receiver.
+  --algorithm RS256`; test_key_rotation_cached_jwks.py a rotation seen by
+  an application whose process has the JWKS cached; test_webhooks.py
+  `webhooks.verify_event` on deliveries captured by a local receiver;
+  sessions.py starts sessions with Flagpole's API and seals them with the
+  SDK's helpers.
 """
 
 from __future__ import annotations
@@ -40,9 +46,9 @@ CI = os.environ.get("CI", "").lower() in ("true", "1")
 os.environ.pop("WORKOS_ISSUER", None)
 
 
-def _start(backend: str):
+def _start(backend: str, env: dict):
     try:
-        return start_flagpole(backend)
+        return start_flagpole(backend, env=env)
     except BackendUnavailable as e:
         message = f"the {backend} backend cannot start: {e}"
         if CI:
@@ -54,8 +60,12 @@ def _start(backend: str):
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def flagpole(request):
-    """A fresh Flagpole per test module and backend."""
-    fp = _start(request.param)
+    """A fresh Flagpole per test module and backend.
+
+    A module may set `FLAGPOLE_ENV = {...}` for the server and its CLI (for
+    example FLAGPOLE_WEBHOOK_ALLOW for a loopback webhook receiver).
+    """
+    fp = _start(request.param, dict(getattr(request.module, "FLAGPOLE_ENV", {})))
     yield fp
     fp.stop()
 

@@ -34,6 +34,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "FLAGPOLE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS = ["sqlite", "postgres"]
+_binary_wait_ran_out = False
 
 
 class BackendUnavailable(Exception):
@@ -47,10 +48,24 @@ class ApiError(Exception):
         self.body = body
 
 
+_ports_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never the same one twice in this process.
+
+    The SDK keeps one PyJWKClient per JWKS URL for the life of the process
+    (workos/session.py, `@lru_cache def _get_jwks_client`), with the key set
+    cached for 300 s: a second Flagpole on a port used before would be
+    verified against the first one's cached keys.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
 
 
 def jwt_part(token: str, index: int) -> dict[str, Any]:
@@ -104,15 +119,21 @@ class Flagpole:
     client_id: str
     env: dict[str, str] = field(repr=False)
     _stop: Callable[[], None] = field(repr=False)
+    _child: subprocess.Popen = field(repr=False)
 
     def api(self, method: str, path: str, body: Any = None, key: Optional[str] = None) -> Any:
         """Calls Flagpole's own API (production key by default); raises ApiError on non-2xx."""
-        status, parsed, _ = http_json(
-            method,
-            f"{self.base}{path}",
-            body,
-            {"authorization": f"Bearer {key or self.key}"},
-        )
+        try:
+            status, parsed, _ = http_json(
+                method,
+                f"{self.base}{path}",
+                body,
+                {"authorization": f"Bearer {key or self.key}"},
+            )
+        except urllib.error.URLError as e:
+            code = self._child.poll()
+            state = "is still running" if code is None else f"exited with {code}"
+            raise RuntimeError(f"{method} {path}: {e.reason}; the flagpole server {state}") from e
         if not 200 <= status < 300:
             raise ApiError(method, path, status, json.dumps(parsed))
         return parsed
@@ -174,7 +195,16 @@ def start_flagpole(backend: str, env: Optional[dict[str, Optional[str]]] = None)
     Raises BackendUnavailable when a prerequisite is missing; any other
     failure is a real error.
     """
+    # `cargo build` replaces the binary in place: wait out a rebuild's gap,
+    # but only until one wait has run out (a binary that is really missing
+    # is then reported at once for every other module).
+    global _binary_wait_ran_out
+    if not _binary_wait_ran_out:
+        deadline = time.monotonic() + 60
+        while not os.access(BINARY, os.X_OK) and time.monotonic() < deadline:
+            time.sleep(1)
     if not os.access(BINARY, os.X_OK):
+        _binary_wait_ran_out = True
         raise BackendUnavailable(
             f"{BINARY} is missing: run `cargo test --all-targets` (or cargo build) first, "
             "or set FLAGPOLE_BIN"
@@ -184,20 +214,20 @@ def start_flagpole(backend: str, env: Optional[dict[str, Optional[str]]] = None)
     if backend == "sqlite":
         database_url = f"sqlite://{os.path.join(directory, 'flagpole.db')}"
     elif backend == "postgres":
-        name = f"flagpole_python_{secrets.token_hex(6)}"
+        database = f"flagpole_python_{secrets.token_hex(6)}"
         if shutil.which("psql") is None:
             shutil.rmtree(directory, ignore_errors=True)
             raise BackendUnavailable("psql is not installed (Debian: postgresql-client)")
         try:
-            psql(f"CREATE DATABASE {name}")
+            psql(f"CREATE DATABASE {database}")
         except subprocess.CalledProcessError as e:
             shutil.rmtree(directory, ignore_errors=True)
             raise BackendUnavailable(
                 f"PostgreSQL at {POSTGRES_ADMIN_URL} refused CREATE DATABASE ({e})"
             ) from e
         url = urllib.parse.urlsplit(POSTGRES_ADMIN_URL)
-        database_url = urllib.parse.urlunsplit(url._replace(path=f"/{name}"))
-        drop_database = lambda: psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        database_url = urllib.parse.urlunsplit(url._replace(path=f"/{database}"))
+        drop_database = lambda: psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     else:
         raise ValueError(f"unknown backend {backend!r}")
 
@@ -228,11 +258,11 @@ def start_flagpole(backend: str, env: Optional[dict[str, Optional[str]]] = None)
             "FLAGPOLE_SECRET_KEY": secrets.token_hex(32),
             "RUST_LOG": os.environ.get("RUST_LOG", "error"),
         }
-        for name, value in (env or {}).items():
+        for variable, value in (env or {}).items():
             if value is None:
-                server_env.pop(name, None)
+                server_env.pop(variable, None)
             else:
-                server_env[name] = str(value)
+                server_env[variable] = str(value)
         env = server_env
         run_cli(env, "migrate")
         key = run_cli(
@@ -271,4 +301,5 @@ def start_flagpole(backend: str, env: Optional[dict[str, Optional[str]]] = None)
         client_id=client_id,
         env=env,
         _stop=stop,
+        _child=child,
     )

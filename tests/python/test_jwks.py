@@ -23,7 +23,7 @@ from workos.session import AuthenticateWithSessionCookieSuccessResponse
 from workos.user_management.models import JwksResponse, JwksResponseKeys
 
 from harness import http_json, jwt_part
-from sessions import COOKIE_PASSWORD, seal, start_session
+from sessions import COOKIE_PASSWORD, seal_with_sdk, start_session
 
 
 def b64url_uint(value: str) -> int:
@@ -31,8 +31,19 @@ def b64url_uint(value: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def started(flagpole):
-    return start_session(flagpole, "jo")
+def sdk_session(flagpole, workos):
+    """A session started with Flagpole's API and sealed through the SDK
+    (the README's way): (Flagpole's first answer, the SDK's answer, cookie)."""
+    started = start_session(flagpole, "jo")
+    response, sealed = seal_with_sdk(workos, started)
+    return started, response, sealed
+
+
+@pytest.fixture(scope="module")
+def started(sdk_session):
+    """The SDK's tokens of the session, with Flagpole's ids."""
+    first, response, _ = sdk_session
+    return {**first, "access_token": response.access_token}
 
 
 def test_tokens_are_rs256_jwts_with_a_kid(started):
@@ -65,9 +76,13 @@ def test_the_jwks_url_is_public_and_served_directly(flagpole, workos):
     assert body["keys"]
 
 
-def test_jwks_keys_carry_their_certificate(flagpole):
-    # What WorkOS publishes: x5c[0] is the base64 (not base64url) DER of a
-    # certificate for the same RSA key, and x5t#S256 its SHA-256 thumbprint.
+def test_jwks_x5c_is_a_certificate_of_the_key_as_workos_publishes(flagpole):
+    # The Python SDK only requires `x5c` and `x5t#S256` to be present
+    # (JwksResponseKeys.from_dict indexes them and keeps them as they are;
+    # nothing in workos or PyJWT parses them). What WorkOS publishes, and
+    # what other JWT libraries may use (x5c first, e.g. jose's importX509):
+    # x5c[0] is the base64 (not base64url) DER of a certificate for the same
+    # RSA key, and x5t#S256 the base64url SHA-256 thumbprint of that DER.
     _, body, _ = http_json("GET", f"{flagpole.base}/sso/jwks/{flagpole.client_id}")
     for key in body["keys"]:
         assert isinstance(key.get("x5c"), list) and key["x5c"], f"x5c in {key}"
@@ -111,8 +126,8 @@ def test_a_staging_token_does_not_verify_as_production(flagpole, workos):
         jwt.decode(staging["access_token"], key.key, algorithms=["RS256"], audience=flagpole.client_id)
 
 
-def test_the_sdk_checks_the_issuer_when_told_to(flagpole, started):
-    sealed = seal(started)
+def test_the_sdk_checks_the_issuer_when_told_to(flagpole, sdk_session):
+    _, _, sealed = sdk_session
     with flagpole.workos(jwt_issuer=flagpole.base) as right:
         auth = right.user_management.authenticate_with_session_cookie(
             session_data=sealed, cookie_password=COOKIE_PASSWORD

@@ -4,11 +4,15 @@ tiny WSGI app, against Flagpole: only the client's options differ from an
 application talking to WorkOS (base_url, client_id).
 
 The session is started with Flagpole's own `POST /api/v1/sessions` (Flagpole
-has no AuthKit) and sealed with the SDK's own helper,
-`workos.session.seal_session_from_auth_response`; from then on only the SDK
-talks to Flagpole (`load_sealed_session(...).refresh()` posts
-`grant_type=refresh_token` to /user_management/authenticate and verifies the
-new access token against /sso/jwks/{client_id}).
+has no AuthKit) and sealed the Python SDK's way: its refresh token exchanged
+with `user_management.authenticate_with_refresh_token` and the answer sealed
+with `workos.session.seal_session_from_auth_response` (the Python twin of
+Node's `authenticateWithRefreshToken({..., session: {sealSession: true}})`).
+From then on only the SDK talks to Flagpole: `load_sealed_session(...)
+.refresh()` posts `grant_type=refresh_token` to /user_management/authenticate
+and verifies the new access token against /sso/jwks/{client_id} with
+`jwt.decode(..., algorithms=["RS256"])`; `.authenticate()` verifies the
+cookie's access token the same way, without a request but the JWKS fetch.
 """
 
 from __future__ import annotations
@@ -31,7 +35,11 @@ from workos.session import (
 from workos.user_management.models import AuthenticateResponse
 
 from harness import jwt_part
-from sessions import COOKIE_PASSWORD, reason_text, seal, start_session
+from sessions import COOKIE_PASSWORD, reason_text, seal, seal_with_sdk, start_session
+
+# The replay checks are about strict reuse detection, as in
+# ../node/seed-route.test.mjs: no grace period.
+FLAGPOLE_ENV = {"FLAGPOLE_REFRESH_GRACE": "0"}
 
 
 def make_app(workos, cookie_password: str):
@@ -122,9 +130,12 @@ def new_feature(flagpole):
 
 
 def test_the_route_sees_a_flag_turned_on_and_rotates_the_cookie(flagpole, workos, app_base, new_feature):
+    # A session started through Flagpole, sealed by the SDK.
     started = start_session(flagpole, "ada")
     assert started["feature_flags"] == []
-    cookie = seal(started)
+    sealed, cookie = seal_with_sdk(workos, started)
+    assert sealed.user.email == "ada@acme.example"
+    assert sealed.organization_id == started["organization_id"]
 
     status, body, set_cookies = get_route(app_base, cookie)
     assert status == 200, body
@@ -195,10 +206,16 @@ def test_refresh_returns_the_flags_and_a_new_sealed_session(flagpole, workos, ne
     assert session.session_data == result.sealed_session, "the Session object keeps the new cookie"
 
 
-def test_authenticate_works_on_a_session_sealed_from_flagpoles_answer(flagpole, workos):
+def test_authenticate_works_on_a_session_sealed_through_the_sdk(flagpole, workos):
+    # Tokens of /api/v1/sessions are the environment's fast ES256 ones; the
+    # SDK's exchange of the refresh token (the README's way to seal a first
+    # session) answers with an RS256 token, the only kind the SDK verifies.
     started = start_session(flagpole, "dee")
+    assert jwt_part(started["access_token"], 0)["alg"] == "ES256"
+    response, sealed = seal_with_sdk(workos, started)
+    assert jwt_part(response.access_token, 0)["alg"] == "RS256"
     auth = workos.user_management.authenticate_with_session_cookie(
-        session_data=seal(started), cookie_password=COOKIE_PASSWORD
+        session_data=sealed, cookie_password=COOKIE_PASSWORD
     )
     assert isinstance(auth, AuthenticateWithSessionCookieSuccessResponse), auth
     assert auth.session_id == started["session_id"]

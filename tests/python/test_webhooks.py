@@ -24,6 +24,10 @@ from workos.common.models.flag_deleted import FlagDeleted
 from workos.common.models.flag_rule_updated import FlagRuleUpdated
 from workos.common.models.flag_updated import FlagUpdated
 
+# The receiver listens on loopback, which Flagpole's webhooks refuse unless
+# the operator allows it (for the server and for `flagpole webhooks create`).
+FLAGPOLE_ENV = {"FLAGPOLE_WEBHOOK_ALLOW": "127.0.0.1"}
+
 
 class Receiver:
     """Records every POST and answers 200."""
@@ -213,6 +217,55 @@ def test_switching_a_flag_on_arrives_as_flag_updated(flagpole, workos, hooks, ho
     assert_context(event.context, flagpole)
     previous = event.context.previous_attributes
     assert previous is not None and previous.data is not None and previous.data.enabled is False
+
+
+def test_a_target_added_names_the_previous_targets(flagpole, workos, hooks):
+    # FlagRuleUpdatedContext.previous_attributes.context.configured_targets:
+    # "The previous configured targets for the flag rule".
+    receiver, secret = hooks
+    flagpole.api("POST", "/api/v1/feature-flags", {"name": "Retargeted", "slug": "retargeted"})
+    initech = flagpole.api("POST", "/api/v1/organizations", {"name": "Initech", "external_id": "initech"})
+    cy = flagpole.api("POST", "/api/v1/users", {"email": "cy@initech.example", "external_id": "cy"})
+    flagpole.api(
+        "PUT",
+        "/api/v1/feature-flags/retargeted/environments/production",
+        {"mode": "some", "targets": [{"type": "organization", "id": "initech"}]},
+    )
+    workos.feature_flags.add_flag_target(resource_id=cy["id"], slug="retargeted")
+    delivery = receiver.next(
+        lambda e: e["event"] == "flag.rule_updated"
+        and e["data"]["slug"] == "retargeted"
+        and len(e["context"].get("configured_targets", {}).get("users", [])) == 1
+    )
+    event = verify(workos, delivery, secret)
+    assert isinstance(event, FlagRuleUpdated), type(event)
+    assert event.context.access_type.value == "some"
+    assert [(u.id, u.email) for u in event.context.configured_targets.users] == [
+        (cy["id"], "cy@initech.example")
+    ]
+    assert [(o.id, o.name) for o in event.context.configured_targets.organizations] == [
+        (initech["id"], "Initech")
+    ]
+    previous = event.context.previous_attributes.context
+    assert previous is not None, "the targets changed, so their previous value is given"
+    assert previous.configured_targets is not None
+    assert [o.id for o in previous.configured_targets.organizations] == [initech["id"]]
+    assert previous.configured_targets.users == []
+
+
+def test_a_rename_arrives_as_flag_updated_with_the_previous_name(flagpole, workos, hooks, hooked):
+    receiver, secret = hooks
+    flagpole.api("PATCH", f"/api/v1/feature-flags/{hooked}", {"name": "Hooked again"})
+    delivery = receiver.next(
+        lambda e: e["event"] == "flag.updated" and e["data"]["name"] == "Hooked again"
+    )
+    event = verify(workos, delivery, secret)
+    assert isinstance(event, FlagUpdated), type(event)
+    assert_flag_data(event.data, flagpole, slug=hooked, name="Hooked again")
+    assert_context(event.context, flagpole)
+    previous = event.context.previous_attributes
+    assert previous is not None and previous.data is not None
+    assert previous.data.name == "Hooked"
 
 
 def test_deleting_an_archived_flag_arrives_as_flag_deleted(flagpole, workos, hooks):

@@ -15,6 +15,7 @@ use crate::error::{Error, Refusal, Result};
 use crate::ids::{EnvironmentId, OrgId, SessionId};
 use crate::tokens::keys::SigningAlgorithm;
 use crate::tokens::sessions::{self, Issued, OrganizationSpec, RevokeTarget, SessionFor};
+use crate::tokens::signing::KeyUsage;
 use crate::tokens::{self, signing};
 use crate::web::json::Json;
 use crate::web::routes::Routes;
@@ -213,6 +214,7 @@ pub(crate) async fn rotate(
     token: String,
     organization: Option<String>,
     environment: Option<EnvironmentId>,
+    usage: KeyUsage,
 ) -> Result<Refreshed> {
     let st = state.clone();
     let refreshed = state
@@ -230,7 +232,9 @@ pub(crate) async fn rotate(
                 Some(env) => Environment::clone(env),
                 None => environments::get(conn, &issued.session.environment_id)?,
             };
-            let signer = st.signers.signer(conn, &st.sealer, &environment.id)?;
+            let signer = st
+                .signers
+                .signer(conn, &st.sealer, &environment.id, usage)?;
             Ok(Refreshed {
                 issued,
                 environment,
@@ -289,7 +293,9 @@ async fn start_session(
         .write(move |conn| {
             let settings = st.config.token_settings();
             let issued = sessions::start(conn, &settings, &actor, &e, &who)?;
-            let signer = st.signers.signer(conn, &st.sealer, &e.id)?;
+            let signer = st
+                .signers
+                .signer(conn, &st.sealer, &e.id, KeyUsage::Tokens)?;
             Ok((issued, signer))
         })
         .await?;
@@ -332,7 +338,14 @@ async fn refresh_session(
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let token = required(body.refresh_token, "refresh_token", "the refresh_token")?;
-    let refreshed = rotate(&state, token, optional(body.organization_id), None).await?;
+    let refreshed = rotate(
+        &state,
+        token,
+        optional(body.organization_id),
+        None,
+        KeyUsage::Tokens,
+    )
+    .await?;
     session_response(
         &state,
         StatusCode::OK,
@@ -432,6 +445,15 @@ pub struct Jwk {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub e: Option<String>,
+    /// RSA keys: a self-signed certificate of the key (base64 DER), as
+    /// WorkOS publishes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub x5c: Option<Vec<String>>,
+    /// RSA keys: the certificate's SHA-256 thumbprint (base64url).
+    #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    #[schema(rename = "x5t#S256", nullable = false)]
+    pub x5t_s256: Option<String>,
 }
 
 /// Publishes the public keys that verify access tokens.
@@ -443,24 +465,31 @@ pub struct Jwk {
     responses((status = 200, description = "The key set.", body = Jwks)),
 )]
 async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse> {
-    key_set(&state, None).await
+    key_set(&state, None, None).await
 }
 
 /// The key set of one environment, or of all of them: every environment
-/// publishes a key, even before its first token.
+/// publishes its keys, even before its first token. `usage` narrows it to
+/// the keys of one use (the WorkOS surface publishes only its RS256 keys,
+/// which its SDKs' key models require).
 pub(crate) async fn key_set(
     state: &web::Data<AppState>,
     environment_id: Option<EnvironmentId>,
+    usage: Option<KeyUsage>,
 ) -> Result<HttpResponse> {
     let st = state.clone();
     let keys = state
         .write(move |conn| {
             for env in environments::list(conn)? {
                 if environment_id.as_ref().is_none_or(|id| *id == env.id) {
-                    signing::active_key(conn, &st.sealer, &env.id)?;
+                    for &each in KeyUsage::ALL {
+                        if usage.is_none_or(|u| u == each) {
+                            signing::active_key(conn, &st.sealer, &env.id, each)?;
+                        }
+                    }
                 }
             }
-            signing::published_keys(conn, environment_id.as_ref())
+            signing::published_keys(conn, environment_id.as_ref(), usage)
         })
         .await?;
     let keys = keys

@@ -11,7 +11,7 @@ use crate::environments::{self, Environment, EnvironmentInput, PALETTE};
 use crate::error::{Entity, Error, FieldErrors, Result};
 use crate::ids::ApiKeyId;
 use crate::tokens::keys::SigningAlgorithm;
-use crate::tokens::signing;
+use crate::tokens::signing::{self, KeyUsage};
 use crate::web::routes::Routes;
 use crate::web::{redirect, render_with_status, Surface};
 
@@ -33,6 +33,9 @@ struct EnvironmentDetails {
     signing_kid: String,
     signing_algorithm: &'static str,
     signing_since: String,
+    workos_kid: String,
+    /// The next keys, published and waiting to sign: (kid, algorithm, from).
+    pending: Vec<(String, &'static str, String)>,
 }
 
 struct ApiKeyRow {
@@ -116,7 +119,18 @@ async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpRe
         .read(move |conn| {
             let mut out = Vec::with_capacity(envs.len());
             for env in envs {
-                let key = signing::active_key(conn, &state.sealer, &env.id)?;
+                let key = signing::active_key(conn, &state.sealer, &env.id, KeyUsage::Tokens)?;
+                let workos = signing::active_key(conn, &state.sealer, &env.id, KeyUsage::Workos)?;
+                let mut pending = Vec::new();
+                for &usage in KeyUsage::ALL {
+                    if let Some(next) = signing::pending_key(conn, &env.id, usage)? {
+                        let from = next
+                            .signs_from
+                            .map(|t| t.human_seconds())
+                            .unwrap_or_default();
+                        pending.push((next.id, next.algorithm.as_str(), from));
+                    }
+                }
                 let api_keys = api_keys::list(conn, &env.id)?
                     .into_iter()
                     .map(|k| ApiKeyRow {
@@ -137,7 +151,9 @@ async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpRe
                 out.push(EnvironmentDetails {
                     signing_kid: key.id,
                     signing_algorithm: key.algorithm.as_str(),
-                    signing_since: key.created_at.human(),
+                    signing_since: key.signs_from.unwrap_or(key.created_at).human(),
+                    workos_kid: workos.id,
+                    pending,
                     api_keys,
                     env,
                 });
@@ -329,10 +345,16 @@ async fn rotate_signing_key(ctx: Ctx, path: web::Path<String>, form: Form) -> Re
     let env = ctx.environment_by_slug(&path)?;
     let algorithm = SigningAlgorithm::parse(&form.get("algorithm"))
         .ok_or_else(|| Error::malformed("form", "Choose ES256, RS256 or EdDSA."))?;
+    let now = form.get("now") == "true";
+    let delay = if now {
+        std::time::Duration::ZERO
+    } else {
+        ctx.state.config.key_publication_delay
+    };
     let actor = ctx.actor();
     let state = ctx.state.clone();
     let env_id = env.id.clone();
-    let key = ctx
+    let rotation = ctx
         .state
         .write(move |conn| {
             signing::rotate(
@@ -341,15 +363,26 @@ async fn rotate_signing_key(ctx: Ctx, path: web::Path<String>, form: Form) -> Re
                 &actor,
                 &env_id,
                 Some(algorithm),
+                delay,
                 state.config.retired_key_publication(),
             )
         })
         .await?;
     ctx.state.signers.forget(&env.id);
-    ctx.flash(format!(
-        "{} now signs with a new {} key ({}). The old public key stays in the JWKS until its tokens expire.",
-        env.name, key.algorithm, key.id
-    ));
+    if now {
+        ctx.flash(format!(
+            "{} signs with new keys from now on ({} key {}). The old public keys stay in the JWKS until their tokens expire; verifiers that cached the key set fail until they fetch it again.",
+            env.name, rotation.tokens.algorithm, rotation.tokens.id
+        ));
+    } else {
+        ctx.flash(format!(
+            "{} publishes new keys now ({} key {}); they sign from {}, once every verifier's cache has them.",
+            env.name,
+            rotation.tokens.algorithm,
+            rotation.tokens.id,
+            rotation.takes_over_at.human_seconds()
+        ));
+    }
     Ok(redirect("/environments"))
 }
 
