@@ -122,6 +122,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<()> {
         client_id: ClientId::generate(),
         created_at: now,
         updated_at: now,
+        allowed_origins: String::new(),
     };
     for &algorithm in SigningAlgorithm::ALL {
         let key = keys::generate(algorithm)?;

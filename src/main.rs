@@ -56,7 +56,7 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
-    /// Manage an environment's secret API keys.
+    /// Manage an environment's API keys.
     ApiKey {
         #[command(subcommand)]
         command: ApiKeyCommand,
@@ -70,6 +70,11 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         command: WebhooksCommand,
+    },
+    /// Manage environments.
+    Environments {
+        #[command(subcommand)]
+        command: EnvironmentsCommand,
     },
     /// Manage dashboard accounts.
     Admin {
@@ -86,11 +91,25 @@ enum ApiKeyCommand {
         environment: String,
         #[arg(long)]
         name: String,
+        /// publishable (a pk_ key: evaluation only, for browsers),
         /// evaluation (sessions, evaluation, OFREP, the SDK rule set),
         /// environment (also this environment's rules) or admin (also flags,
         /// the directory and the audit log).
-        #[arg(long, default_value = "evaluation", value_parser = ["evaluation", "environment", "admin"])]
+        #[arg(long, default_value = "evaluation", value_parser = ["publishable", "evaluation", "environment", "admin"])]
         scope: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnvironmentsCommand {
+    /// Set the browser origins allowed to call an environment with its keys
+    /// (replacing the list; an empty list allows none).
+    SetOrigins {
+        #[arg(long)]
+        environment: String,
+        /// Comma-separated, e.g. https://app.example.com,http://localhost:3000.
+        #[arg(long, default_value = "")]
+        origins: String,
     },
 }
 
@@ -193,6 +212,33 @@ fn main() -> anyhow::Result<()> {
                 let (_, secret) = api_keys::create(&mut conn, &cli_actor(), &env.id, &name, scope)
                     .map_err(cli_error)?;
                 println!("{secret}");
+                Ok(())
+            }
+            Command::Environments {
+                command:
+                    EnvironmentsCommand::SetOrigins {
+                        environment,
+                        origins,
+                    },
+            } => {
+                let mut conn = open(&config).await?;
+                let env = environments::by_slug(&mut conn, &environment)
+                    .map_err(|_| anyhow::anyhow!("no environment has the slug {environment:?}"))?;
+                let input = environments::EnvironmentInput {
+                    name: env.name.clone(),
+                    slug: env.slug.to_string(),
+                    color: env.color.clone(),
+                    require_confirmation: env.require_confirmation,
+                    allowed_origins: Some(origins),
+                };
+                let env = environments::update(&mut conn, &cli_actor(), &env.id, &input)
+                    .map_err(cli_error)?;
+                let origins: Vec<&str> = env.origins().collect();
+                if origins.is_empty() {
+                    println!("{} allows no browser origin", env.name);
+                } else {
+                    println!("{} allows {}", env.name, origins.join(", "));
+                }
                 Ok(())
             }
             Command::Webhooks {

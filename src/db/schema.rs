@@ -23,6 +23,7 @@ diesel::table! {
         client_id -> Text,
         created_at -> Text,
         updated_at -> Text,
+        allowed_origins -> Text,
     }
 }
 

@@ -22,10 +22,13 @@ use crate::validate;
 
 crate::text_enum! {
     /// What a key may do, each scope including the ones before it:
-    /// `evaluation` (sessions, evaluation, OFREP, the SDK's rule set),
-    /// `environment` (also the flags' rules in its own environment), `admin`
-    /// (also flags, the directory and the audit log of every environment).
+    /// `publishable` (`pk_…`: evaluation only, `/api/v1/evaluate` and OFREP,
+    /// safe in a browser), `evaluation` (also sessions and the SDK's rule
+    /// set), `environment` (also the flags' rules in its own environment),
+    /// `admin` (also flags, the directory and the audit log of every
+    /// environment). All but `publishable` are secret (`sk_…`).
     pub enum KeyScope {
+        Publishable = "publishable",
         Evaluation = "evaluation",
         Environment = "environment",
         Admin = "admin",
@@ -33,9 +36,20 @@ crate::text_enum! {
 }
 
 impl KeyScope {
+    /// The prefix of its keys: `pk_` for publishable ones, `sk_` for secret ones.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            KeyScope::Publishable => "pk_",
+            _ => "sk_",
+        }
+    }
+
     /// In words, for the dashboard.
     pub fn description(self) -> &'static str {
         match self {
+            KeyScope::Publishable => {
+                "Evaluation only (OFREP, /api/v1/evaluate), from the browser origins allowed below: for web pages and mobile apps."
+            }
             KeyScope::Evaluation => {
                 "Sessions, evaluation, OFREP and the SDK's rule set: what an application backend needs."
             }
@@ -86,7 +100,7 @@ pub fn create(
     scope: KeyScope,
 ) -> Result<(ApiKey, String)> {
     let name = validate::name(name, "name", 60).map_err(|e| Error::invalid("name", e))?;
-    let secret = format!("sk_{}", random_token(32));
+    let secret = format!("{}{}", scope.prefix(), random_token(32));
     crate::db::write_transaction(conn, |conn| {
         let env_id: EnvironmentId = environments::table
             .find(environment_id)

@@ -28,6 +28,21 @@ pub struct Environment {
     pub client_id: ClientId,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Browser origins (`https://app.example.com`) allowed to call this
+    /// environment with its keys, comma-separated.
+    pub allowed_origins: String,
+}
+
+impl Environment {
+    /// The allowed browser origins, one by one.
+    pub fn origins(&self) -> impl Iterator<Item = &str> {
+        self.allowed_origins.split(',').filter(|o| !o.is_empty())
+    }
+
+    /// Whether a browser on `origin` may call this environment.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins().any(|o| o == origin)
+    }
 }
 
 /// The colours an environment can wear in the header: (name, hex).
@@ -63,6 +78,7 @@ impl Environment {
             "name": self.name,
             "color": self.color,
             "require_confirmation": self.require_confirmation,
+            "allowed_origins": self.allowed_origins,
         })
     }
 }
@@ -136,6 +152,52 @@ pub struct EnvironmentInput {
     pub slug: String,
     pub color: String,
     pub require_confirmation: bool,
+    /// Browser origins, separated by commas, spaces or lines (`None`:
+    /// unchanged).
+    pub allowed_origins: Option<String>,
+}
+
+/// At most this many browser origins per environment.
+pub const MAX_ORIGINS: usize = 20;
+
+/// Browser origins as typed (separated by commas, spaces or lines), checked
+/// and normalized: each is `http` or `https`, a host and optionally a port,
+/// nothing else (no path, no credentials, no wildcard), as a browser sends
+/// it in `Origin`. Answers them comma-separated.
+pub fn parse_origins(text: &str) -> std::result::Result<String, String> {
+    let mut origins: Vec<String> = Vec::new();
+    for item in text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+    {
+        let bad = || {
+            format!(
+                "{item:?} is not an origin: give the scheme, the host and the port if any, as in https://app.example.com or http://localhost:3000."
+            )
+        };
+        if item.len() > 200 {
+            return Err(bad());
+        }
+        let url = url::Url::parse(item).map_err(|_| bad())?;
+        if !matches!(url.scheme(), "http" | "https")
+            || url.host_str().is_none()
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || url.path() != "/"
+        {
+            return Err(bad());
+        }
+        let origin = url.origin().ascii_serialization();
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    if origins.len() > MAX_ORIGINS {
+        return Err(format!("At most {MAX_ORIGINS} origins."));
+    }
+    Ok(origins.join(","))
 }
 
 fn check_color(color: &str, errors: &mut FieldErrors) {
@@ -187,6 +249,7 @@ fn insert(
         client_id: ClientId::generate(),
         created_at: at,
         updated_at: at,
+        allowed_origins: String::new(),
     };
     diesel::insert_into(environments::table)
         .values(&env)
@@ -233,14 +296,22 @@ pub fn update(
     let mut errors = FieldErrors::default();
     let name = errors.check("name", validate::name(&input.name, "name", 60));
     check_color(&input.color, &mut errors);
+    let origins: Option<String> = input
+        .allowed_origins
+        .as_deref()
+        .map(|text| errors.check("allowed_origins", parse_origins(text)));
     errors.into_result()?;
     crate::db::write_transaction(conn, |conn| {
         let before = get(conn, id)?;
+        let origins = origins
+            .clone()
+            .unwrap_or_else(|| before.allowed_origins.clone());
         diesel::update(environments::table.find(id))
             .set((
                 environments::name.eq(&name),
                 environments::color.eq(&input.color),
                 environments::require_confirmation.eq(input.require_confirmation),
+                environments::allowed_origins.eq(&origins),
                 environments::updated_at.eq(Timestamp::now()),
             ))
             .execute(conn)?;

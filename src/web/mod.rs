@@ -4,6 +4,7 @@
 //! nothing here touches the database schema.
 
 pub mod api;
+pub mod cors;
 pub mod dashboard;
 pub mod errors;
 pub mod json;
@@ -59,6 +60,7 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
             .app_data(web::PathConfig::default().error_handler(errors::path_error))
             .wrap(session)
             .wrap(security_headers(secure))
+            .wrap(actix_web::middleware::from_fn(cors::cors))
             .wrap(Compress::default())
             .wrap(actix_web::middleware::from_fn(metrics::count_requests))
             .configure(routes)

@@ -32,6 +32,7 @@ use utoipa::ToSchema;
 use super::api::{bearer_token, ApiAuth};
 use super::routes::Routes;
 use super::Surface;
+use crate::environments::api_keys::KeyScope;
 use crate::environments::Environment;
 use crate::error::{Entity, Error, Refusal, Result};
 use crate::evaluation::model::EnvironmentModel;
@@ -289,7 +290,12 @@ struct Evaluation {
 /// context is a target, exactly as the WorkOS runtime client and
 /// `/api/v1/evaluate` decide the same pair.
 fn authorize(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Evaluation> {
-    let auth = ApiAuth::check(state, secret_of(req))?;
+    let auth = ApiAuth::check(
+        state,
+        secret_of(req),
+        super::api::origin(req),
+        KeyScope::Publishable,
+    )?;
     let subject = parse_request(body)?;
     state.metrics.evaluated(&auth.environment.slug, "ofrep");
     let context = state
@@ -320,7 +326,7 @@ fn evaluate_one<'a>(
     post,
     path = "/ofrep/v1/evaluate/flags/{key}",
     tag = "OFREP",
-    security(("api_key" = ["evaluation"]), ("api_key_header" = ["evaluation"])),
+    security(("api_key" = ["publishable"]), ("api_key_header" = ["publishable"])),
     params(("key" = String, Path, description = "The flag's slug.")),
     request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
     responses(
@@ -358,7 +364,7 @@ async fn evaluate_flag(
     post,
     path = "/ofrep/v1/evaluate/flags",
     tag = "OFREP",
-    security(("api_key" = ["evaluation"]), ("api_key_header" = ["evaluation"])),
+    security(("api_key" = ["publishable"]), ("api_key_header" = ["publishable"])),
     params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of the last answer.")),
     request_body(content = Option<OfrepRequest>, description = "The evaluation context.", content_type = "application/json"),
     responses(

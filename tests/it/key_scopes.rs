@@ -120,12 +120,263 @@ async fn every_route_checks_the_scope_of_its_key(app: TestApp) {
         }
     }
     // Nothing a refused key sent happened: the flag is still there, unchanged.
+    let admin = &keys.last().unwrap().1;
     let r = app
-        .api(Some(&keys[2].1))
+        .api(Some(admin))
         .get("/api/v1/feature-flags/scoped")
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["archived"], false);
 }
 
-on_both_backends!(every_route_checks_the_scope_of_its_key);
+/// A request from a browser page on `origin`: reqwest with the headers a
+/// browser adds.
+async fn from_origin(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    origin: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", app.base))
+        .header("origin", origin);
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+/// Publishable keys evaluate from the browser origins their environment
+/// allows, and do nothing else; a key of any kind is refused from an origin
+/// its environment does not allow; preflights are answered for allowed
+/// origins only.
+async fn publishable_keys_evaluate_from_allowed_origins_only(app: TestApp) {
+    crate::support::make_flag(&app, "Everyone", "everyone", "");
+    let admin = key(&app, KeyScope::Admin);
+    let api = app.api(Some(&admin));
+    let r = api
+        .put_json(
+            "/api/v1/feature-flags/everyone/environments/production",
+            None,
+            json!({"mode": "all", "enabled": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let pk = key(&app, KeyScope::Publishable);
+    assert!(pk.starts_with("pk_"), "{pk}");
+    let app_origin = "https://app.example.com";
+
+    // No origin is allowed yet: a page's call is refused, whatever the key.
+    for k in [&pk, &admin] {
+        let (status, headers, body) = from_origin(
+            &app,
+            Method::POST,
+            "/api/v1/evaluate",
+            app_origin,
+            Some(k),
+            Some(json!({"user_id": "u"})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("origin_not_allowed")),
+            "{body}"
+        );
+        assert!(headers.get("access-control-allow-origin").is_none());
+    }
+
+    // The owner allows the app's origin on the Environments page; a bad
+    // origin is refused next to the field and nothing changes.
+    let owner = app.owner().await;
+    let page = owner
+        .post(
+            "/environments/production",
+            &[
+                ("name", "Production"),
+                ("color", "#b42318"),
+                ("require_confirmation", "on"),
+                ("allowed_origins", "https://app.example.com/path"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    assert!(page.body.contains("is not an origin"), "{}", page.body);
+    let page = owner
+        .post(
+            "/environments/production",
+            &[
+                ("name", "Production"),
+                ("color", "#b42318"),
+                ("require_confirmation", "on"),
+                (
+                    "allowed_origins",
+                    "https://APP.example.com, http://localhost:3000",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(owner
+        .get("/environments")
+        .await
+        .body
+        .contains("https://app.example.com, http://localhost:3000"));
+
+    // Preflight: answered with CORS headers for an allowed origin only.
+    let preflight = |origin: &'static str| {
+        let base = app.base.clone();
+        async move {
+            reqwest::Client::new()
+                .request(Method::OPTIONS, format!("{base}/ofrep/v1/evaluate/flags"))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type, if-none-match",
+                )
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = preflight(app_origin).await;
+    assert_eq!(ok.status(), 204);
+    assert_eq!(ok.headers()["access-control-allow-origin"], app_origin);
+    let allowed_headers = ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for h in ["authorization", "content-type", "if-none-match"] {
+        assert!(allowed_headers.contains(h), "{allowed_headers}");
+    }
+    let other = preflight("https://evil.example").await;
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // The publishable key evaluates from the allowed origin, on both surfaces,
+    // and the answer exposes its ETag.
+    let (status, headers, body) = from_origin(
+        &app,
+        Method::POST,
+        "/api/v1/evaluate",
+        app_origin,
+        Some(&pk),
+        Some(json!({"user_id": "u"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["feature_flags"], json!(["everyone"]));
+    assert_eq!(headers["access-control-allow-origin"], app_origin);
+    let (status, headers, body) = from_origin(
+        &app,
+        Method::POST,
+        "/ofrep/v1/evaluate/flags",
+        app_origin,
+        Some(&pk),
+        Some(json!({"context": {"targetingKey": "u"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["key"] == "everyone" && f["value"] == true));
+    assert_eq!(headers["access-control-expose-headers"], "ETag");
+    assert!(headers.contains_key("etag"));
+    // Another origin, with the same key: refused, and unreadable to its page.
+    let (status, headers, body) = from_origin(
+        &app,
+        Method::POST,
+        "/ofrep/v1/evaluate/flags",
+        "https://evil.example",
+        Some(&pk),
+        Some(json!({"context": {"targetingKey": "u"}})),
+    )
+    .await;
+    // (OFREP's 403 carries only errorDetails.)
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["errorDetails"]
+            .as_str()
+            .unwrap()
+            .contains("browser origin"),
+        "{body}"
+    );
+    assert!(headers.get("access-control-allow-origin").is_none());
+
+    // It may do nothing but evaluate, from the page or from a server.
+    for (method, path) in [
+        (
+            Method::POST,
+            "/api/v1/feature-flags/everyone/environments/production/disable",
+        ),
+        (Method::POST, "/api/v1/sessions"),
+        (Method::GET, "/sdk/feature-flags"),
+        (Method::GET, "/api/v1/users/u/feature-flags"),
+        (Method::GET, "/feature-flags"),
+    ] {
+        let r = app
+            .api(Some(&pk))
+            .send(
+                method.clone(),
+                path,
+                None,
+                (method == Method::POST).then(|| json!({"user_id": "u"})),
+            )
+            .await;
+        let code = r.body["error"]["code"].as_str().or(r.body["code"].as_str());
+        assert_eq!(
+            (r.status, code),
+            (403, Some("insufficient_scope")),
+            "{method} {path}: {:?}",
+            r.body
+        );
+    }
+    let r = api
+        .get("/api/v1/feature-flags/everyone/environments/production")
+        .await;
+    assert_eq!(r.body["enabled"], true, "the flag is still on");
+
+    // A Staging key from Production's allowed origin: Staging allows none.
+    let staging = crate::support::api_key(&app, "staging", "staging");
+    let (status, _, body) = from_origin(
+        &app,
+        Method::POST,
+        "/api/v1/evaluate",
+        app_origin,
+        Some(&staging),
+        Some(json!({"user_id": "u"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("origin_not_allowed")),
+        "{body}"
+    );
+    // A secret key from a server (no Origin) works as before.
+    let r = api.post("/api/v1/evaluate", json!({"user_id": "u"})).await;
+    assert_eq!(r.status, 200);
+    // A pk_ prefix on a secret key's digest is not a key.
+    let forged = admin.replacen("sk_", "pk_", 1);
+    assert_eq!(
+        app.api(Some(&forged))
+            .post("/api/v1/evaluate", json!({"user_id": "u"}))
+            .await
+            .status,
+        401
+    );
+}
+
+on_both_backends!(
+    every_route_checks_the_scope_of_its_key,
+    publishable_keys_evaluate_from_allowed_origins_only,
+);

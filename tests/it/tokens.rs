@@ -660,7 +660,7 @@ fn verify_cached(set: &jsonwebtoken::jwk::JwkSet, token: &str) -> Result<(), Str
 /// the publication delay, so a verifier that cached the key set right after
 /// the rotation verifies every token; "at once" is for a compromised key.
 async fn rotated_keys_are_published_before_they_sign(backend: Backend) {
-    let delay = std::time::Duration::from_secs(3);
+    let delay = std::time::Duration::from_secs(6);
     let Some(app) = TestApp::spawn_with(backend, |c| c.key_publication_delay = delay).await else {
         return;
     };

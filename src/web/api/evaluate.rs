@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::objects::ErrorBody;
-use super::EvaluationKey;
 use super::{optional, required, API_PREFIX};
+use super::{EvaluationKey, PublishableKey};
 use crate::environments::Environment;
 use crate::error::Result;
 use crate::web::json::Json;
@@ -80,7 +80,7 @@ fn evaluate_for(
     post,
     path = "/api/v1/evaluate",
     tag = "Evaluation",
-    security(("api_key" = ["evaluation"])),
+    security(("api_key" = ["publishable"])),
     request_body = EvaluateBody,
     responses(
         (status = 200, description = "The flags that are on.", body = EvaluationResponse),
@@ -89,7 +89,7 @@ fn evaluate_for(
 )]
 async fn evaluate(
     state: web::Data<AppState>,
-    auth: EvaluationKey,
+    auth: PublishableKey,
     body: Json<EvaluateBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();

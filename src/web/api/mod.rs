@@ -73,14 +73,31 @@ impl ApiAuth {
         self.key.actor()
     }
 
-    /// Checks a secret key against the live model, as every surface that
-    /// takes one does: no query, and the last use is written later in a
-    /// batch.
-    pub fn check(state: &AppState, secret: Option<String>) -> Result<ApiAuth> {
+    /// Checks a key against the live model, as every surface that takes
+    /// one does: no query, and the last use is written later in a batch.
+    /// A call from a browser (with an `Origin`) is refused unless the key's
+    /// environment allows that origin, whatever the key; and the key's scope
+    /// must include `minimum`.
+    pub fn check(
+        state: &AppState,
+        secret: Option<String>,
+        origin: Option<&str>,
+        minimum: KeyScope,
+    ) -> Result<ApiAuth> {
+        let auth = Self::identify(state, secret)?;
+        if origin.is_some_and(|origin| !auth.environment.allows_origin(origin)) {
+            return Err(Error::Refused(Refusal::OriginNotAllowed));
+        }
+        auth.require(minimum)?;
+        state.key_usage.note(&auth.key.id);
+        Ok(auth)
+    }
+
+    fn identify(state: &AppState, secret: Option<String>) -> Result<ApiAuth> {
         let Some(secret) = secret else {
             return Err(Error::Refused(Refusal::MissingApiKey));
         };
-        if !secret.starts_with("sk_") || secret.len() > 200 {
+        if !(secret.starts_with("sk_") || secret.starts_with("pk_")) || secret.len() > 200 {
             return Err(Error::Refused(Refusal::InvalidApiKey));
         }
         let digest = api_keys::hash(&secret);
@@ -90,8 +107,9 @@ impl ApiAuth {
             // The map found it by hash; this comparison keeps the final
             // check independent of where two hashes first differ.
             .filter(|(key, _)| bool::from(key.secret_hash.as_bytes().ct_eq(digest.as_bytes())))
+            // A key is what its prefix says: pk_ publishable, sk_ secret.
+            .filter(|(key, _)| secret.starts_with(key.scope.prefix()))
             .ok_or(Error::Refused(Refusal::InvalidApiKey))?;
-        state.key_usage.note(&key.id);
         Ok(ApiAuth {
             key: ApiKey::clone(key),
             environment: Environment::clone(environment),
@@ -128,14 +146,26 @@ impl FromRequest for ApiAuth {
     type Future = std::future::Ready<Result<Self>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let secret = bearer_token(req);
-        let result = match state {
-            Some(state) => ApiAuth::check(&state, secret),
-            None => Err(Error::internal(anyhow::anyhow!("no state"))),
-        };
-        std::future::ready(result)
+        std::future::ready(ApiAuth::from_request_with(req, KeyScope::Evaluation))
     }
+}
+
+impl ApiAuth {
+    /// The request's key (`Authorization: Bearer`), checked for `minimum`
+    /// and for the request's `Origin`.
+    pub fn from_request_with(req: &HttpRequest, minimum: KeyScope) -> Result<ApiAuth> {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("no state")))?;
+        ApiAuth::check(state, bearer_token(req), origin(req), minimum)
+    }
+}
+
+/// The `Origin` a browser sent, if any.
+pub fn origin(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Extractors of a key with at least a given scope: a handler's signature
@@ -164,19 +194,20 @@ macro_rules! scoped_key {
             type Error = Error;
             type Future = std::future::Ready<Result<Self>>;
 
-            fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-                let auth = ApiAuth::from_request(req, payload).into_inner();
-                std::future::ready(auth.and_then(|auth| {
-                    auth.require($scope)?;
-                    Ok($name(auth))
-                }))
+            fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+                std::future::ready(ApiAuth::from_request_with(req, $scope).map($name))
             }
         }
     };
 }
 
 scoped_key!(
-    /// A key of any scope: evaluation and sessions.
+    /// Any key, publishable ones included: evaluation only.
+    PublishableKey,
+    KeyScope::Publishable
+);
+scoped_key!(
+    /// A secret key of any scope: evaluation and sessions.
     EvaluationKey,
     KeyScope::Evaluation
 );

@@ -34,6 +34,8 @@ struct EnvironmentDetails {
     signing_algorithm: &'static str,
     signing_since: String,
     workos_kid: String,
+    /// The allowed browser origins, as the form shows them.
+    origins: String,
     /// The next keys, published and waiting to sign: (kid, algorithm, from).
     pending: Vec<(String, &'static str, String)>,
 }
@@ -74,6 +76,8 @@ struct EnvironmentsPage {
     errors: FieldErrors,
     /// Which environment's edit form the errors belong to, if not the new one.
     errors_for: String,
+    /// The origins as typed, shown again with their error.
+    typed_origins: String,
     new_secret: Option<NewSecret>,
 }
 
@@ -108,6 +112,7 @@ struct EnvironmentsView {
     new_confirm: bool,
     errors: FieldErrors,
     errors_for: String,
+    typed_origins: String,
     new_secret: Option<NewSecret>,
 }
 
@@ -153,6 +158,7 @@ async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpRe
                     signing_algorithm: key.algorithm.as_str(),
                     signing_since: key.signs_from.unwrap_or(key.created_at).human(),
                     workos_kid: workos.id,
+                    origins: env.origins().collect::<Vec<_>>().join(", "),
                     pending,
                     api_keys,
                     env,
@@ -184,6 +190,7 @@ async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpRe
             new_confirm: view.new_confirm,
             errors: view.errors,
             errors_for: view.errors_for,
+            typed_origins: view.typed_origins,
             new_secret: view.new_secret,
         },
         status,
@@ -200,6 +207,9 @@ fn environment_input(form: &Form) -> EnvironmentInput {
         slug: form.get("slug"),
         color: form.get("color"),
         require_confirmation: form.checkbox("require_confirmation"),
+        allowed_origins: form
+            .has("allowed_origins")
+            .then(|| form.get("allowed_origins")),
     }
 }
 
@@ -237,6 +247,7 @@ async fn update_environment(ctx: Ctx, path: web::Path<String>, form: Form) -> Re
     ctx.require_editor()?;
     let env = ctx.environment_by_slug(&path)?;
     let input = environment_input(&form);
+    let typed_origins = input.allowed_origins.clone().unwrap_or_default();
     let actor = ctx.actor();
     let id = env.id.clone();
     match ctx
@@ -253,6 +264,7 @@ async fn update_environment(ctx: Ctx, path: web::Path<String>, form: Form) -> Re
                 let view = EnvironmentsView {
                     errors,
                     errors_for: env.slug.to_string(),
+                    typed_origins,
                     ..Default::default()
                 };
                 render_environments(&ctx, view).await
