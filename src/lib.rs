@@ -68,6 +68,8 @@ pub struct AppState {
     pub rule_sets: web::workos::RuleSets,
     /// What the pool has done: statements, checkouts, waits.
     pub db_stats: Arc<db::Stats>,
+    /// On SQLite, the one thread that runs writes, several to a commit.
+    writer: Option<db::group::GroupWriter>,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -94,22 +96,40 @@ impl AppState {
         T: Send + 'static,
     {
         let durable = self.config.sqlite_durability == db::Durability::Changes;
-        let (result, revision) = db::run(&self.pool, move |conn| {
-            changes::take_recorded();
-            let result = f(conn)?;
-            // Only a write that recorded a change has a revision to wait
-            // for; the others (a session started, a key used) skip the read.
-            let revision = if changes::take_recorded() {
-                if durable {
-                    db::make_durable(conn);
-                }
-                changes::revision(conn).ok()
-            } else {
-                None
-            };
-            Ok((result, revision))
-        })
-        .await?;
+        let (result, revision) = match &self.writer {
+            // SQLite: in the writer's next batch, synced after its commit.
+            Some(writer) => {
+                writer
+                    .run(move |conn| {
+                        changes::take_recorded();
+                        let result = f(conn)?;
+                        let revision = if changes::take_recorded() {
+                            if durable {
+                                db::group::make_batch_durable();
+                            }
+                            changes::revision(conn).ok()
+                        } else {
+                            None
+                        };
+                        Ok((result, revision))
+                    })
+                    .await?
+            }
+            None => {
+                db::run(&self.pool, move |conn| {
+                    changes::take_recorded();
+                    let result = f(conn)?;
+                    // Only a write that recorded a change has a revision to
+                    // wait for; the others (a session started, a key used)
+                    // skip the read.
+                    let revision = changes::take_recorded()
+                        .then(|| changes::revision(conn).ok())
+                        .flatten();
+                    Ok((result, revision))
+                })
+                .await?
+            }
+        };
         self.webhook_wakeup.notify_one();
         if let Some(revision) = revision {
             if revision > self.model.revision() {
@@ -158,6 +178,10 @@ impl Application {
         let db_stats = Arc::new(db::Stats::default());
         let metrics = Arc::new(metrics::Metrics::default());
         let pool = prepare_database_with(&url, config.pool_size, db_stats.clone()).await?;
+        let writer = match url.backend {
+            db::Backend::Sqlite => Some(db::group::GroupWriter::start(pool.clone())?),
+            db::Backend::Postgres => None,
+        };
         let state = actix_web::web::Data::new(AppState {
             pool,
             hasher: admins::hashing::Hasher::new(
@@ -175,6 +199,7 @@ impl Application {
             rule_sets: web::workos::RuleSets::default(),
             db_stats,
             metrics,
+            writer,
             config,
         });
         let model = state.model.clone();

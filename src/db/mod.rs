@@ -1,6 +1,7 @@
 //! Storage: one diesel `MultiConnection` over SQLite and PostgreSQL, an r2d2
 //! pool whose backend is chosen from the URL scheme, and embedded migrations.
 
+pub mod group;
 pub mod schema;
 
 use std::sync::atomic::{AtomicU64, Ordering};

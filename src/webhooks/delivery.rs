@@ -371,9 +371,12 @@ impl Worker {
             }
             for task in tasks {
                 match task.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "recording a webhook attempt failed"),
                     Err(e) => tracing::warn!(error = %e, "a webhook delivery task failed"),
+                    Ok(recorded) => {
+                        if let Err(e) = recorded {
+                            tracing::warn!(error = %e, "recording a webhook attempt failed");
+                        }
+                    }
                 }
             }
             if !full {

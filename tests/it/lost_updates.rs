@@ -91,7 +91,55 @@ async fn concurrent_patches_of_a_flag_both_last(app: TestApp) {
     }
 }
 
+/// Many writes at once, some of which fail: each one that succeeded is
+/// there, each one that failed left nothing, whichever writes shared a
+/// commit with it (on SQLite they are grouped into one transaction).
+async fn concurrent_writes_succeed_or_fail_each_on_its_own(app: TestApp) {
+    let key = crate::support::api_key(&app, "staging", "crowd");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..48 {
+        let api = app.api(Some(&key));
+        // Every third request reuses the slug of the one before it.
+        let slug = format!("crowd-{}", i - usize::from(i % 3 == 2));
+        tasks.spawn(async move {
+            let r = api
+                .post(
+                    "/api/v1/feature-flags",
+                    json!({"name": format!("Crowd {i}"), "slug": slug, "description": ""}),
+                )
+                .await;
+            (slug, r.status)
+        });
+    }
+    let mut created = std::collections::BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (slug, status) = done.unwrap();
+        assert!(status == 201 || status == 409, "{slug}: {status}");
+        if status == 201 {
+            assert!(
+                created.insert(slug.clone(), ()).is_none(),
+                "{slug} created twice"
+            );
+        }
+    }
+    assert_eq!(created.len(), 32, "one flag per distinct slug");
+    let admin = crate::support::api_key(&app, "staging", "reader");
+    for slug in created.keys() {
+        let r = app
+            .api(Some(&admin))
+            .get(&format!("/api/v1/feature-flags/{slug}"))
+            .await;
+        assert_eq!(r.status, 200, "{slug}: {:?}", r.body);
+    }
+    let r = app
+        .api(Some(&admin))
+        .get("/api/v1/feature-flags?limit=100")
+        .await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 32);
+}
+
 on_both_backends!(
+    concurrent_writes_succeed_or_fail_each_on_its_own,
     concurrent_patches_of_an_organization_both_last,
     concurrent_patches_of_a_user_both_last,
     concurrent_patches_of_a_flag_both_last,

@@ -1,0 +1,123 @@
+//! Group commit for SQLite: writes that arrive together share one
+//! transaction.
+//!
+//! SQLite has one writer at a time, so concurrent writes (32 session starts
+//! at once, say) queue anyway; with a connection each, every write is a
+//! thread woken for its turn and a commit of its own, and most of its time
+//! is the hand-off and the WAL pages it writes again. Here one thread runs
+//! them: it takes what is waiting (up to `MAX_BATCH`), runs each in turn
+//! inside one transaction (each service's own transaction becomes a
+//! savepoint, so a write that fails undoes only itself), commits once, and
+//! only then answers each caller. A commit that fails is reported to every
+//! write of the batch: none of them is said to have happened.
+
+use std::cell::Cell;
+use std::sync::mpsc::{channel, Sender};
+
+use super::{DbConn, Pool};
+use crate::error::{Error, Result};
+
+/// At most this many writes share a commit.
+const MAX_BATCH: usize = 64;
+
+/// A write waiting for its batch: it runs on the writer's connection and
+/// leaves what to tell its caller once the batch has committed (or not).
+type Job = Box<dyn FnOnce(&mut DbConn) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+thread_local! {
+    /// Set by a write of the batch that must survive a power loss.
+    static DURABLE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Asks that the current batch be synced to disk once it commits.
+pub fn make_batch_durable() {
+    DURABLE.with(|d| d.set(true));
+}
+
+/// The writer thread of an SQLite database.
+pub struct GroupWriter {
+    jobs: Sender<Job>,
+}
+
+impl GroupWriter {
+    pub fn start(pool: Pool) -> anyhow::Result<GroupWriter> {
+        let (jobs, queue) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("flagpole-writer".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    run_batch(&pool, batch);
+                }
+            })?;
+        Ok(GroupWriter { jobs })
+    }
+
+    /// Runs `f` in the next batch; its answer comes once the batch committed.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            Box::new(move |committed| {
+                let _ = reply.send(match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(Error::internal(anyhow::anyhow!(
+                        "the write's batch did not commit: {e}"
+                    ))),
+                });
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::internal(anyhow::anyhow!("the database writer stopped")))?;
+        answer.await.map_err(|_| {
+            Error::internal(anyhow::anyhow!(
+                "the write was not run: the database was unavailable"
+            ))
+        })?
+    }
+}
+
+fn run_batch(pool: &Pool, batch: Vec<Job>) {
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => {
+            // Dropping the jobs tells their callers.
+            tracing::warn!(error = %e, writes = batch.len(), "no connection for a batch of writes");
+            return;
+        }
+    };
+    DURABLE.with(|d| d.set(false));
+    let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::write_transaction(&mut conn, |conn| {
+            for job in batch {
+                finishes.push(job(conn));
+            }
+            Ok::<(), diesel::result::Error>(())
+        })
+    }));
+    let committed = match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("a write of the batch panicked".to_string()),
+    };
+    if committed.is_ok() && DURABLE.with(|d| d.replace(false)) {
+        super::make_durable(&mut conn);
+    }
+    drop(conn);
+    for finish in finishes {
+        finish(committed.clone());
+    }
+}
