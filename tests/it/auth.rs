@@ -1095,7 +1095,50 @@ async fn an_owner_adds_admins_changes_roles_and_removes_them(app: TestApp) {
     );
 }
 
+/// A setup link works for an hour only, and a new one (as `flagpole admin
+/// setup-link` makes) replaces the old.
+async fn a_setup_link_expires_and_a_new_one_replaces_it(app: TestApp) {
+    use flagpole::db::schema::setup_tokens;
+    let path = setup_path(&app);
+    let client = app.client();
+    assert_eq!(client.get(&path).await.status, 200);
+    // An hour and a minute later:
+    {
+        let mut conn = app.conn();
+        let past = flagpole::time::Timestamp::now().minus(std::time::Duration::from_secs(60));
+        diesel::update(setup_tokens::table)
+            .set(setup_tokens::expires_at.eq(past))
+            .execute(&mut *conn)
+            .unwrap();
+    }
+    assert_eq!(
+        client.get(&path).await.status,
+        403,
+        "the expired link is refused"
+    );
+    let token = {
+        let mut conn = app.conn();
+        flagpole::admins::setup::issue(&mut conn).unwrap()
+    };
+    let fresh = format!("/setup?token={token}");
+    assert_eq!(client.get(&fresh).await.status, 200);
+    let again = {
+        let mut conn = app.conn();
+        flagpole::admins::setup::issue(&mut conn).unwrap()
+    };
+    assert_eq!(
+        client.get(&fresh).await.status,
+        403,
+        "a newer link replaces it"
+    );
+    assert_eq!(
+        client.get(&format!("/setup?token={again}")).await.status,
+        200
+    );
+}
+
 on_both_backends!(
+    a_setup_link_expires_and_a_new_one_replaces_it,
     the_setup_link_creates_the_first_owner_and_works_only_once,
     setup_shows_field_errors_and_saves_nothing,
     a_wrong_setup_token_is_refused,
