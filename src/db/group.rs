@@ -109,9 +109,8 @@ fn run_batch(pool: &Pool, batch: Vec<Job>) {
         })
     }));
     let committed = match outcome {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("a write of the batch panicked".to_string()),
+        Ok(result) => result.map_err(|e| e.to_string()),
     };
     if committed.is_ok() && DURABLE.with(|d| d.replace(false)) {
         super::make_durable(&mut conn);

@@ -578,7 +578,7 @@ impl LiveModel {
         let mut applied = self.applied.subscribe();
         let waited =
             tokio::time::timeout(within, applied.wait_for(|current| *current >= revision)).await;
-        matches!(waited, Ok(Ok(_)))
+        waited.is_ok_and(|changed| changed.is_ok())
     }
 
     /// Asks the applier to catch up now.
