@@ -5,20 +5,25 @@
 //! at once, say) queue anyway; with a connection each, every write is a
 //! thread woken for its turn and a commit of its own, and most of its time
 //! is the hand-off and the WAL pages it writes again. Here one thread runs
-//! them: it takes what is waiting (up to `MAX_BATCH`), runs each in turn
-//! inside one transaction (each service's own transaction becomes a
+//! them: it takes what is waiting, and what arrives meanwhile (up to
+//! `MAX_BATCH` writes and `MAX_BATCH_TIME`), runs each in turn inside one
+//! transaction (each service's own transaction becomes a
 //! savepoint, so a write that fails undoes only itself), commits once, and
 //! only then answers each caller. A commit that fails is reported to every
 //! write of the batch: none of them is said to have happened.
 
 use std::cell::Cell;
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use super::{DbConn, Pool};
 use crate::error::{Error, Result};
 
-/// At most this many writes share a commit.
+/// At most this many writes share a commit…
 const MAX_BATCH: usize = 64;
+/// …and no write joins a batch that has worked this long, so a write waits
+/// for at most this much of others' work before its commit.
+const MAX_BATCH_TIME: Duration = Duration::from_millis(10);
 
 /// A write waiting for its batch: it runs on the writer's connection and
 /// leaves what to tell its caller once the batch has committed (or not).
@@ -47,14 +52,7 @@ impl GroupWriter {
             .name("flagpole-writer".into())
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match queue.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    run_batch(&pool, batch);
+                    run_batch(&pool, first, &queue);
                 }
             })?;
         Ok(GroupWriter { jobs })
@@ -89,21 +87,28 @@ impl GroupWriter {
     }
 }
 
-fn run_batch(pool: &Pool, batch: Vec<Job>) {
+/// Runs `first` and whatever arrives while the batch is young (up to
+/// `MAX_BATCH` writes, `MAX_BATCH_TIME` of work), then commits.
+fn run_batch(pool: &Pool, first: Job, queue: &Receiver<Job>) {
     let mut conn = match pool.get() {
         Ok(conn) => conn,
         Err(e) => {
-            // Dropping the jobs tells their callers.
-            tracing::warn!(error = %e, writes = batch.len(), "no connection for a batch of writes");
+            // Dropping the job tells its caller.
+            tracing::warn!(error = %e, "no connection for a batch of writes");
             return;
         }
     };
     DURABLE.with(|d| d.set(false));
-    let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
+    let mut finishes: Vec<Finish> = Vec::new();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         super::write_transaction(&mut conn, |conn| {
-            for job in batch {
+            let started = Instant::now();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
                 finishes.push(job(conn));
+                if finishes.len() < MAX_BATCH && started.elapsed() < MAX_BATCH_TIME {
+                    next = queue.try_recv().ok();
+                }
             }
             Ok::<(), diesel::result::Error>(())
         })
