@@ -10,6 +10,7 @@ WORKDIR /build
 
 # Dependencies first, so that they stay cached while only the code changes.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \

@@ -179,7 +179,10 @@ impl Application {
         let metrics = Arc::new(metrics::Metrics::default());
         let pool = prepare_database_with(&url, config.pool_size, db_stats.clone()).await?;
         let writer = match url.backend {
-            db::Backend::Sqlite => Some(db::group::GroupWriter::start(pool.clone())?),
+            db::Backend::Sqlite => Some(db::group::GroupWriter::start(
+                url.clone(),
+                db_stats.clone(),
+            )?),
             db::Backend::Postgres => None,
         };
         let state = actix_web::web::Data::new(AppState {

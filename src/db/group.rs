@@ -13,10 +13,12 @@
 //! write of the batch: none of them is said to have happened.
 
 use std::cell::Cell;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use super::{DbConn, Pool};
+use std::sync::Arc;
+
+use super::{DatabaseUrl, DbConn, Stats};
 use crate::error::{Error, Result};
 
 /// At most this many writes share a commit…
@@ -24,6 +26,10 @@ const MAX_BATCH: usize = 64;
 /// …and no write joins a batch that has worked this long, so a write waits
 /// for at most this much of others' work before its commit.
 const MAX_BATCH_TIME: Duration = Duration::from_millis(10);
+
+/// How long the checkpointer lets commits gather before it copies them
+/// from the WAL into the database file.
+const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
 
 /// A write waiting for its batch: it runs on the writer's connection and
 /// leaves what to tell its caller once the batch has committed (or not).
@@ -46,13 +52,35 @@ pub struct GroupWriter {
 }
 
 impl GroupWriter {
-    pub fn start(pool: Pool) -> anyhow::Result<GroupWriter> {
+    /// Starts the writer thread with a connection of its own, so a batch
+    /// never waits for the pool that readers share.
+    pub fn start(url: DatabaseUrl, stats: Arc<Stats>) -> anyhow::Result<GroupWriter> {
+        let mut conn = Some(writer_connection(&url, &stats)?);
         let (jobs, queue) = channel::<Job>();
+        let (committed, commits) = sync_channel::<()>(1);
+        start_checkpointer(url.clone(), stats.clone(), commits)?;
         std::thread::Builder::new()
             .name("flagpole-writer".into())
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
-                    run_batch(&pool, first, &queue);
+                    if conn.is_none() {
+                        match writer_connection(&url, &stats) {
+                            Ok(c) => conn = Some(c),
+                            Err(e) => {
+                                // Dropping the job tells its caller.
+                                tracing::warn!(error = %e, "no connection for a batch of writes");
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(c) = conn.as_mut() {
+                        run_batch(c, first, &queue);
+                        if super::is_broken(c) {
+                            conn = None;
+                        }
+                        // Full means a checkpoint is already due.
+                        let _ = committed.try_send(());
+                    }
                 }
             })?;
         Ok(GroupWriter { jobs })
@@ -87,21 +115,56 @@ impl GroupWriter {
     }
 }
 
+/// The writer's connection: it leaves checkpoints to the checkpointer, so
+/// that a commit never waits for the WAL to be copied into the database.
+fn writer_connection(url: &DatabaseUrl, stats: &Arc<Stats>) -> anyhow::Result<DbConn> {
+    let mut conn = super::connect_counted(url, stats.clone())?;
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        "PRAGMA wal_autocheckpoint = 0",
+    )?;
+    Ok(conn)
+}
+
+/// Copies committed pages from the WAL into the database file on a thread
+/// and connection of its own, a moment after the writer commits (a passive
+/// checkpoint: it never blocks the writer or readers). The thread ends with
+/// the writer.
+fn start_checkpointer(
+    url: DatabaseUrl,
+    stats: Arc<Stats>,
+    commits: Receiver<()>,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("flagpole-checkpoint".into())
+        .spawn(move || {
+            let mut conn: Option<DbConn> = None;
+            while commits.recv().is_ok() {
+                std::thread::sleep(CHECKPOINT_AFTER);
+                if conn.is_none() {
+                    conn = super::connect_counted(&url, stats.clone())
+                        .map_err(|e| tracing::warn!(error = %e, "no connection for a checkpoint"))
+                        .ok();
+                }
+                if let Some(c) = conn.as_mut() {
+                    use diesel::connection::SimpleConnection;
+                    if let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "checkpointing the WAL failed");
+                        conn = None;
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
 /// Runs `first` and whatever arrives while the batch is young (up to
 /// `MAX_BATCH` writes, `MAX_BATCH_TIME` of work), then commits.
-fn run_batch(pool: &Pool, first: Job, queue: &Receiver<Job>) {
-    let mut conn = match pool.get() {
-        Ok(conn) => conn,
-        Err(e) => {
-            // Dropping the job tells its caller.
-            tracing::warn!(error = %e, "no connection for a batch of writes");
-            return;
-        }
-    };
+fn run_batch(conn: &mut DbConn, first: Job, queue: &Receiver<Job>) {
     DURABLE.with(|d| d.set(false));
     let mut finishes: Vec<Finish> = Vec::new();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::write_transaction(&mut conn, |conn| {
+        super::write_transaction(conn, |conn| {
             let started = Instant::now();
             let mut next = Some(first);
             while let Some(job) = next.take() {
@@ -118,9 +181,8 @@ fn run_batch(pool: &Pool, first: Job, queue: &Receiver<Job>) {
         Ok(result) => result.map_err(|e| e.to_string()),
     };
     if committed.is_ok() && DURABLE.with(|d| d.replace(false)) {
-        super::make_durable(&mut conn);
+        super::make_durable(conn);
     }
-    drop(conn);
     for finish in finishes {
         finish(committed.clone());
     }

@@ -159,11 +159,14 @@ impl ManageConnection for Manager {
     /// A connection dropped by a panic, or still inside a transaction, is not
     /// handed out again.
     fn has_broken(&self, conn: &mut DbConn) -> bool {
-        use diesel::connection::TransactionManager;
-        std::thread::panicking()
-            || <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+        std::thread::panicking() || is_broken(conn)
     }
 }
+
+/// How much of an SQLite file its connections map into memory: pages are
+/// read from the OS's cache in place, with no system call and no copy into
+/// each connection's own cache (the address space is reserved, not memory).
+const MMAP_SIZE: u64 = 1 << 30;
 
 /// Opens one connection, set up as every pooled one is: on SQLite, WAL,
 /// foreign keys and a busy timeout.
@@ -184,7 +187,8 @@ pub fn connect(url: &DatabaseUrl) -> Result<DbConn, r2d2::Error> {
             };
             conn.batch_execute(&format!(
                 "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+                 PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+                 PRAGMA mmap_size = {MMAP_SIZE};"
             ))
             .map_err(r2d2::Error::QueryError)?;
             Ok(DbConn::Sqlite(conn))
@@ -193,6 +197,22 @@ pub fn connect(url: &DatabaseUrl) -> Result<DbConn, r2d2::Error> {
             .map(DbConn::Pg)
             .map_err(r2d2::Error::ConnectionError),
     }
+}
+
+/// Opens a connection outside the pool, set up and counted as pooled ones
+/// are (the SQLite writer keeps one of its own).
+pub fn connect_counted(url: &DatabaseUrl, stats: Arc<Stats>) -> Result<DbConn, r2d2::Error> {
+    Manager {
+        url: url.clone(),
+        stats,
+    }
+    .connect()
+}
+
+/// Whether a connection may not be used again: a transaction left broken.
+pub fn is_broken(conn: &mut DbConn) -> bool {
+    use diesel::connection::TransactionManager;
+    <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(conn)
 }
 
 pub fn build_pool(url: &DatabaseUrl, max_size: u32, stats: Arc<Stats>) -> anyhow::Result<Pool> {
