@@ -192,37 +192,61 @@ impl EnvironmentModel {
         self.flag(slug).map(|flag| decide(flag, context))
     }
 
-    /// The sorted slugs of the flags that are on for `context`, borrowed
-    /// from the model (an answer allocates one vector, not a string a flag).
-    pub fn evaluate(&self, context: &Context) -> Vec<&str> {
+    /// The flags the index files under the context's subjects: those whose
+    /// rule names the user or the organization (a flag may come twice).
+    fn named<'a>(&'a self, context: &Context) -> impl Iterator<Item = &'a Arc<FlagRule>> + 'a {
         let named = |id: Option<&str>| id.and_then(|id| self.by_subject.get(id));
-        // The few flags that name the context's subjects and are not among
-        // those on for anyone, in slug order.
-        let mut named: Vec<&Arc<FlagRule>> = [
+        [
             named(context.user.as_ref().map(|u| u.as_str())),
             named(context.organization.as_ref().map(|o| o.as_str())),
         ]
         .into_iter()
         .flatten()
         .flat_map(|candidates| candidates.iter().map(|c| &c.0))
-        .filter(|flag| !self.for_anyone.contains_key(flag.slug.as_str()))
-        .collect();
-        named.sort_unstable_by(|a, b| a.slug.as_str().cmp(b.slug.as_str()));
-        named.dedup_by(|a, b| a.slug.as_str() == b.slug.as_str());
-        // Merged with the flags on for anyone (already in slug order), each
-        // confirmed by the one decision.
-        let mut on = Vec::with_capacity(self.for_anyone.len() + named.len());
-        let mut named = named.into_iter().peekable();
-        for anyone in self.for_anyone.values() {
-            while let Some(flag) = named.next_if(|f| f.slug.as_str() < anyone.slug.as_str()) {
-                push_if_on(&mut on, flag, context);
-            }
-            push_if_on(&mut on, anyone, context);
-        }
-        for flag in named {
+    }
+
+    /// The sorted slugs of the flags that are on for `context`, borrowed
+    /// from the model (an answer allocates one vector, not a string a flag).
+    pub fn evaluate(&self, context: &Context) -> Vec<&str> {
+        // The flags on for anyone, already in slug order…
+        let mut on = Vec::with_capacity(self.for_anyone.len() + 8);
+        for flag in self.for_anyone.values() {
             push_if_on(&mut on, flag, context);
         }
+        // …and, put in their places, the few that name the context's
+        // subjects (each confirmed by the one decision, once).
+        for flag in self.named(context) {
+            let slug = flag.slug.as_str();
+            if let Err(at) = on.binary_search(&slug) {
+                if decide(flag, context).on {
+                    on.insert(at, slug);
+                }
+            }
+        }
         on
+    }
+
+    /// Every flag that is not archived, in slug order, with its decision
+    /// for `context`. A flag whose rule names neither of the context's
+    /// subjects is decided for a context that names nobody: the index files
+    /// every flag under each subject it names, so that is the same decision,
+    /// and it needs no look-up in the flag's targets.
+    pub fn decide_live<'a>(
+        &'a self,
+        context: &'a Context,
+    ) -> impl Iterator<Item = (&'a FlagRule, Decision)> + 'a {
+        let mut named: Vec<usize> = self
+            .named(context)
+            .map(|flag| Arc::as_ptr(flag) as usize)
+            .collect();
+        named.sort_unstable();
+        let nobody = Context::default();
+        self.live_flags().map(move |flag| {
+            let named = named
+                .binary_search(&(flag as *const FlagRule as usize))
+                .is_ok();
+            (flag, decide(flag, if named { context } else { &nobody }))
+        })
     }
 }
 

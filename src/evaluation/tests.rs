@@ -87,6 +87,16 @@ proptest! {
             let answer = model.evaluate(&env, context);
             prop_assert_eq!(answer.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(), expected);
             prop_assert!(answer.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+            let every: Vec<(String, Decision)> = index
+                .map(|i| i.decide_live(context).map(|(f, d)| (f.slug.to_string(), d)).collect())
+                .unwrap_or_default();
+            let mut expected_every: Vec<(String, Decision)> = flags
+                .iter()
+                .filter(|f| !f.archived)
+                .map(|f| (f.slug.to_string(), decide(f, context)))
+                .collect();
+            expected_every.sort_by(|a, b| a.0.cmp(&b.0));
+            prop_assert_eq!(every, expected_every);
             for flag in &flags {
                 let decision = decide(flag, context);
                 prop_assert_eq!(decision.on, reference(flag, context));
