@@ -8,6 +8,7 @@
 #   BACKEND=postgres bash benches/http.sh    # PostgreSQL (PG_URL), plus a second instance
 #   USERS=20000 ORGS=2000 FLAGS=500 TARGETS=80 bash benches/http.sh
 #   DASHBOARD=1 bash benches/http.sh         # also the dashboard at 5,000 flags
+#   ONLY="evaluate sessions" bash benches/http.sh   # /healthz and these runs only
 #
 # Needs wrk, curl and python3 (and psql for PostgreSQL). Each wrk run is
 # one thread and CONNECTIONS connections for BENCH_SECONDS seconds (default 10), on the same
@@ -140,8 +141,14 @@ response = function(status, headers, body)
 end
 EOF
 
+# Whether a run is wanted: all of them, or /healthz and those ONLY names.
+wanted() {
+  [ -z "${ONLY:-}" ] || [ "$1" = healthz ] || [[ " $ONLY " == *" $1 "* ]]
+}
+
 run() { # name, script or "", path
   local name=$1 script=$2 path=${3:-}
+  wanted "$name" || return 0
   local out
   if [ -n "$script" ]; then
     out=$(wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency -s "$WORK/$script.lua" "$BASE$path")
@@ -174,6 +181,7 @@ echo "   rule set: $((plain / 1024)) KiB, gzipped $((size / 1024)) KiB"
 printf 'rule_set_size\t%s\t%s\n' "$plain" "$size" >> "$RESULTS"
 
 # --- under changes -------------------------------------------------------
+if wanted evaluate_under_changes; then
 echo "== under 10 rule changes a second"
 cat > "$WORK/changes.py" <<'EOF'
 import json, random, sys, time, urllib.error, urllib.request
@@ -220,8 +228,10 @@ wait "$CHANGER"
 read -r count p50 p95 misses < "$WORK/changes.tsv"
 echo "   $count changes: visible on this instance when answered, p50 $p50 ms, p95 $p95 ms; answers that missed a change: $misses"
 printf 'changes\t%s\t%s\t%s\t%s\n' "$count" "$p50" "$p95" "$misses" >> "$RESULTS"
+fi
 
 # --- under a bulk sync through the public API ---------------------------
+if wanted evaluate_under_bulk_sync; then
 echo "== under a bulk sync of users through POST /api/v1/users/bulk"
 cat > "$WORK/bulk.py" <<'EOF'
 import json, sys, time, urllib.request
@@ -246,6 +256,7 @@ wait "$BULK"
 read -r synced rate < "$WORK/bulk.tsv"
 echo "   bulk sync: $synced users at $rate users/s (1M users in $(python3 -c "print(f'{1e6 / max($rate, 1):.0f}')") s)"
 printf 'bulk\t%s\t%s\n' "$synced" "$rate" >> "$RESULTS"
+fi
 
 # --- a second instance (PostgreSQL) -------------------------------------
 if [ "$BACKEND" = postgres ]; then
@@ -329,8 +340,8 @@ print("| --- | ---: | ---: | ---: | ---: |")
 for name, r in runs.items():
     base = float(runs["healthz_dashboard_data"][1]) if name.startswith("dashboard") else healthz
     print(f"| {name} | {float(r[1]):,.0f} | {float(r[1]) / base:.2f} | {r[2]} | {r[3]} |")
-quiet = float(runs["evaluate"][1])
+quiet = float(runs["evaluate"][1]) if "evaluate" in runs else None
 for name in ("evaluate_under_changes", "evaluate_under_bulk_sync"):
-    if name in runs:
+    if name in runs and quiet:
         print(f"\n{name}: {float(runs[name][1]) / quiet:.2f} of quiet evaluation")
 EOF
