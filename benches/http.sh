@@ -9,6 +9,7 @@
 #   USERS=20000 ORGS=2000 FLAGS=500 TARGETS=80 bash benches/http.sh
 #   DASHBOARD=1 bash benches/http.sh         # also the dashboard at 5,000 flags
 #   ONLY="evaluate sessions" bash benches/http.sh   # /healthz and these runs only
+#   BIN=/path/to/another/flagpole bash benches/http.sh   # measure another build
 #
 # Needs wrk, curl and python3 (and psql for PostgreSQL). Each wrk run is
 # one thread and CONNECTIONS connections for BENCH_SECONDS seconds (default 10), on the same
@@ -32,7 +33,7 @@ for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "benches/http.sh needs $tool" >&2; exit 1; }
 done
 cargo build --release --quiet
-BIN=$PWD/target/release/flagpole
+BIN=${BIN:-$PWD/target/release/flagpole}
 WORK=$(mktemp -d)
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"

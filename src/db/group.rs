@@ -27,9 +27,15 @@ const MAX_BATCH: usize = 64;
 /// for at most this much of others' work before its commit.
 const MAX_BATCH_TIME: Duration = Duration::from_millis(10);
 
-/// How long the checkpointer lets commits gather before it copies them
-/// from the WAL into the database file.
+/// The checkpointer is woken after this many batches…
+const CHECKPOINT_EVERY: u32 = 32;
+/// …and lets commits gather this long before it copies them from the WAL
+/// into the database file.
 const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
+/// Should the checkpointer fall behind a steady stream of writes (the WAL
+/// starts over only once all of it is copied), the writer copies what is
+/// left itself once the WAL holds this many pages (16 MiB).
+const WRITER_CHECKPOINT_PAGES: u32 = 4096;
 
 /// A write waiting for its batch: it runs on the writer's connection and
 /// leaves what to tell its caller once the batch has committed (or not).
@@ -59,6 +65,7 @@ impl GroupWriter {
         let (jobs, queue) = channel::<Job>();
         let (committed, commits) = sync_channel::<()>(1);
         start_checkpointer(url.clone(), stats.clone(), commits)?;
+        let mut batches = 0;
         std::thread::Builder::new()
             .name("flagpole-writer".into())
             .spawn(move || {
@@ -78,8 +85,12 @@ impl GroupWriter {
                         if super::is_broken(c) {
                             conn = None;
                         }
-                        // Full means a checkpoint is already due.
-                        let _ = committed.try_send(());
+                        batches += 1;
+                        if batches == CHECKPOINT_EVERY {
+                            batches = 0;
+                            // Full means a checkpoint is already due.
+                            let _ = committed.try_send(());
+                        }
                     }
                 }
             })?;
@@ -116,20 +127,21 @@ impl GroupWriter {
 }
 
 /// The writer's connection: it leaves checkpoints to the checkpointer, so
-/// that a commit never waits for the WAL to be copied into the database.
+/// that a commit seldom waits for the WAL to be copied into the database.
 fn writer_connection(url: &DatabaseUrl, stats: &Arc<Stats>) -> anyhow::Result<DbConn> {
     let mut conn = super::connect_counted(url, stats.clone())?;
     diesel::connection::SimpleConnection::batch_execute(
         &mut conn,
-        "PRAGMA wal_autocheckpoint = 0",
+        &format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}"),
     )?;
     Ok(conn)
 }
 
 /// Copies committed pages from the WAL into the database file on a thread
-/// and connection of its own, a moment after the writer commits (a passive
-/// checkpoint: it never blocks the writer or readers). The thread ends with
-/// the writer.
+/// and connection of its own, a moment after every `CHECKPOINT_EVERY`
+/// batches (a passive checkpoint: it never blocks the writer or readers).
+/// A write that must survive a power loss does not wait for it: the writer
+/// syncs that batch itself. The thread ends with the writer.
 fn start_checkpointer(
     url: DatabaseUrl,
     stats: Arc<Stats>,
