@@ -13,7 +13,7 @@
 //! write of the batch: none of them is said to have happened.
 
 use std::cell::Cell;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -26,16 +26,6 @@ const MAX_BATCH: usize = 64;
 /// …and no write joins a batch that has worked this long, so a write waits
 /// for at most this much of others' work before its commit.
 const MAX_BATCH_TIME: Duration = Duration::from_millis(10);
-
-/// The checkpointer is woken after this many batches…
-const CHECKPOINT_EVERY: u32 = 32;
-/// …and lets commits gather this long before it copies them from the WAL
-/// into the database file.
-const CHECKPOINT_AFTER: Duration = Duration::from_millis(100);
-/// Should the checkpointer fall behind a steady stream of writes (the WAL
-/// starts over only once all of it is copied), the writer copies what is
-/// left itself once the WAL holds this many pages (16 MiB).
-const WRITER_CHECKPOINT_PAGES: u32 = 4096;
 
 /// A write waiting for its batch: it runs on the writer's connection and
 /// leaves what to tell its caller once the batch has committed (or not).
@@ -61,17 +51,14 @@ impl GroupWriter {
     /// Starts the writer thread with a connection of its own, so a batch
     /// never waits for the pool that readers share.
     pub fn start(url: DatabaseUrl, stats: Arc<Stats>) -> anyhow::Result<GroupWriter> {
-        let mut conn = Some(writer_connection(&url, &stats)?);
+        let mut conn = Some(super::connect_counted(&url, stats.clone())?);
         let (jobs, queue) = channel::<Job>();
-        let (committed, commits) = sync_channel::<()>(1);
-        start_checkpointer(url.clone(), stats.clone(), commits)?;
-        let mut batches = 0;
         std::thread::Builder::new()
             .name("flagpole-writer".into())
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
                     if conn.is_none() {
-                        match writer_connection(&url, &stats) {
+                        match super::connect_counted(&url, stats.clone()) {
                             Ok(c) => conn = Some(c),
                             Err(e) => {
                                 // Dropping the job tells its caller.
@@ -84,12 +71,6 @@ impl GroupWriter {
                         run_batch(c, first, &queue);
                         if super::is_broken(c) {
                             conn = None;
-                        }
-                        batches += 1;
-                        if batches == CHECKPOINT_EVERY {
-                            batches = 0;
-                            // Full means a checkpoint is already due.
-                            let _ = committed.try_send(());
                         }
                     }
                 }
@@ -124,50 +105,6 @@ impl GroupWriter {
             ))
         })?
     }
-}
-
-/// The writer's connection: it leaves checkpoints to the checkpointer, so
-/// that a commit seldom waits for the WAL to be copied into the database.
-fn writer_connection(url: &DatabaseUrl, stats: &Arc<Stats>) -> anyhow::Result<DbConn> {
-    let mut conn = super::connect_counted(url, stats.clone())?;
-    diesel::connection::SimpleConnection::batch_execute(
-        &mut conn,
-        &format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}"),
-    )?;
-    Ok(conn)
-}
-
-/// Copies committed pages from the WAL into the database file on a thread
-/// and connection of its own, a moment after every `CHECKPOINT_EVERY`
-/// batches (a passive checkpoint: it never blocks the writer or readers).
-/// A write that must survive a power loss does not wait for it: the writer
-/// syncs that batch itself. The thread ends with the writer.
-fn start_checkpointer(
-    url: DatabaseUrl,
-    stats: Arc<Stats>,
-    commits: Receiver<()>,
-) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name("flagpole-checkpoint".into())
-        .spawn(move || {
-            let mut conn: Option<DbConn> = None;
-            while commits.recv().is_ok() {
-                std::thread::sleep(CHECKPOINT_AFTER);
-                if conn.is_none() {
-                    conn = super::connect_counted(&url, stats.clone())
-                        .map_err(|e| tracing::warn!(error = %e, "no connection for a checkpoint"))
-                        .ok();
-                }
-                if let Some(c) = conn.as_mut() {
-                    use diesel::connection::SimpleConnection;
-                    if let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                        tracing::warn!(error = %e, "checkpointing the WAL failed");
-                        conn = None;
-                    }
-                }
-            }
-        })?;
-    Ok(())
 }
 
 /// Runs `first` and whatever arrives while the batch is young (up to
