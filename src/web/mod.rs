@@ -31,6 +31,14 @@ use crate::AppState;
 use errors::Surface;
 use routes::Routes;
 
+/// How long an idle connection stays open for its next request. Longer
+/// than HTTP clients keep idle connections for reuse (httpx and Node's
+/// agents: 4–5 s; nginx's own default is 75 s): with actix-web's 5 s, a
+/// client reusing a connection just as the server closed it got no answer
+/// to a request it had sent. Slow or silent clients are still cut off by the
+/// request-head timeout, and each worker bounds its connections.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(75);
+
 pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
     let key = Key::from(&Sha512::digest(
         [&state.config.secret_key[..], b"flagpole cookies"].concat(),
@@ -66,6 +74,7 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Resu
             .configure(routes)
             .default_service(web::to(unmatched))
     })
+    .keep_alive(KEEP_ALIVE)
     .listen(listener)?;
     let server = match workers {
         Some(n) => server.workers(n),
