@@ -385,6 +385,26 @@ async fn sessions_refuse_non_members_unknown_ids_and_bad_keys(app: TestApp) {
     )
     .await;
     assert_eq!((r.status, r.code()), (404, "organization_not_found"));
+    // An unknown user is named first, whatever the organization.
+    let r = start(
+        &api,
+        json!({"user_id": "user_unknown", "organization_id": stranger.id}),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (404, "user_not_found"));
+    let r = start(
+        &api,
+        json!({"user_id": "user_unknown", "organization_id": "nope"}),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (404, "user_not_found"));
+    // By external ids, as by Flagpole ids.
+    let r = start(
+        &api,
+        json!({"user_id": "ext-ada", "organization_id": "ext-initech"}),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (403, "not_a_member"));
 
     let r = start(&app.api(None), json!({"user_id": w.ada.id})).await;
     assert_eq!((r.status, r.code()), (401, "missing_api_key"));
