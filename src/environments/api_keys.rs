@@ -177,10 +177,18 @@ pub struct KeyUsage {
 
 impl KeyUsage {
     pub fn note(&self, key: &ApiKeyId) {
-        self.pending
+        let now = Timestamp::now();
+        let mut pending = self
+            .pending
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.clone(), Timestamp::now());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A key already waiting only moves its time: no copy of its id.
+        match pending.get_mut(key) {
+            Some(at) => *at = now,
+            None => {
+                pending.insert(key.clone(), now);
+            }
+        }
     }
 
     /// The use of `key` not yet written, if any.

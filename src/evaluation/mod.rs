@@ -210,5 +210,14 @@ pub fn on_for_anyone(flag: &FlagRule) -> bool {
     decide(flag, &Context::default()).on
 }
 
+/// The flag's decision when it is the same for every context: when the
+/// rule does not read the context at all (only an enabled Some rule of a
+/// live flag does). The model answers these flags without asking
+/// [`decide`] again for each request; `None` means decide per context.
+pub fn context_free(flag: &FlagRule) -> Option<Decision> {
+    let reads_context = !flag.archived && flag.rule.enabled && flag.rule.mode == Mode::Some;
+    (!reads_context).then(|| decide(flag, &Context::default()))
+}
+
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use imbl::{HashMap, OrdMap};
 
 use crate::small_set::SmallSet;
 
-use super::{decide, named_subjects, on_for_anyone, Context, Decision, FlagRule};
+use super::{context_free, decide, named_subjects, on_for_anyone, Context, Decision, FlagRule};
 use crate::ids::{EnvironmentId, FlagId};
 
 /// Every environment's flags.
@@ -30,7 +30,11 @@ pub struct EnvironmentModel {
     flags: OrdMap<Arc<str>, Arc<FlagRule>>,
     /// The slug of each flag, by id.
     slugs: HashMap<FlagId, Arc<str>>,
-    /// Flags that may be on whoever asks (mode All, enabled), by slug.
+    /// Flags on for every context (their decision does not read it), by
+    /// slug: an answer copies these without deciding them again.
+    always_on: OrdMap<Arc<str>, ()>,
+    /// Flags that may be on for a context that names nobody they target,
+    /// and whose decision reads the context, by slug: decided per request.
     for_anyone: OrdMap<Arc<str>, Arc<FlagRule>>,
     /// Flags that may be on for a subject because they name it, by the
     /// subject's Flagpole id.
@@ -123,8 +127,15 @@ impl Ord for Candidate {
 impl EnvironmentModel {
     fn insert(&mut self, flag: Arc<FlagRule>) {
         let slug: Arc<str> = Arc::from(flag.slug.as_str());
-        if on_for_anyone(&flag) {
-            self.for_anyone.insert(slug.clone(), flag.clone());
+        match context_free(&flag) {
+            Some(decision) if decision.on => {
+                self.always_on.insert(slug.clone(), ());
+            }
+            Some(_) => {}
+            None if on_for_anyone(&flag) => {
+                self.for_anyone.insert(slug.clone(), flag.clone());
+            }
+            None => {}
         }
         if indexed(&flag) {
             for id in subject_ids(&flag) {
@@ -143,6 +154,7 @@ impl EnvironmentModel {
         let Some(flag) = self.flags.remove(&slug) else {
             return;
         };
+        self.always_on.remove(&slug);
         self.for_anyone.remove(&slug);
         if !indexed(&flag) {
             return;
@@ -208,14 +220,15 @@ impl EnvironmentModel {
     /// The sorted slugs of the flags that are on for `context`, borrowed
     /// from the model (an answer allocates one vector, not a string a flag).
     pub fn evaluate(&self, context: &Context) -> Vec<&str> {
-        // The flags on for anyone, already in slug order…
-        let mut on = Vec::with_capacity(self.for_anyone.len() + 8);
-        for flag in self.for_anyone.values() {
-            push_if_on(&mut on, flag, context);
-        }
-        // …and, put in their places, the few that name the context's
-        // subjects (each confirmed by the one decision, once).
-        for flag in self.named(context) {
+        // The flags on for every context, already in slug order…
+        let mut on: Vec<&str> =
+            Vec::with_capacity(self.always_on.len() + self.for_anyone.len() + 8);
+        on.extend(self.always_on.keys().map(|slug| &**slug));
+        // …and, put in their places, those the one decision gives this
+        // context: the flags that may be on for anyone, and the few that
+        // name the context's subjects (each decided once).
+        let candidates = self.for_anyone.values().chain(self.named(context));
+        for flag in candidates {
             let slug = flag.slug.as_str();
             if let Err(at) = on.binary_search(&slug) {
                 if decide(flag, context).on {
@@ -247,12 +260,6 @@ impl EnvironmentModel {
                 .is_ok();
             (flag, decide(flag, if named { context } else { &nobody }))
         })
-    }
-}
-
-fn push_if_on<'a>(on: &mut Vec<&'a str>, flag: &'a FlagRule, context: &Context) {
-    if decide(flag, context).on {
-        on.push(flag.slug.as_str());
     }
 }
 

@@ -102,6 +102,10 @@ proptest! {
                 prop_assert_eq!(decision.on, reference(flag, context));
                 let explained = index.and_then(|i| i.decide(flag.slug.as_str(), context));
                 prop_assert_eq!(explained, Some(decision));
+                // A decision said to be the same for every context is.
+                if let Some(free) = context_free(flag) {
+                    prop_assert_eq!(free, decision);
+                }
                 // The reason agrees with the value.
                 let reason_says_on = matches!(decision.reason, Reason::Static | Reason::TargetingMatch(_));
                 prop_assert_eq!(reason_says_on, decision.on);

@@ -123,3 +123,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 fn web_bytes(capacity: usize) -> actix_web::web::BytesMut {
     actix_web::web::BytesMut::with_capacity(capacity)
 }
+
+/// A JSON string: copied as it is when nothing in it needs escaping (a
+/// slug never does), escaped by `serde_json` otherwise.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::api::{bearer_token, ApiAuth};
+use super::json::push_json_str;
 use super::routes::Routes;
 use super::Surface;
 use crate::environments::api_keys::KeyScope;
@@ -271,7 +272,7 @@ fn secret_of(req: &HttpRequest) -> Option<String> {
 
 /// A request authenticated and resolved: the environment and the context.
 struct Evaluation {
-    environment: Environment,
+    environment: std::sync::Arc<Environment>,
     context: Context,
 }
 
@@ -438,19 +439,6 @@ fn write_bulk<'a>(flags: impl Iterator<Item = (&'a str, Decision)>, environment:
     }
     out.extend_from_slice(b"]}");
     out
-}
-
-/// A JSON string: copied as it is when nothing in it needs escaping (a
-/// slug never does), escaped by `serde_json` otherwise.
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing a string into a vector cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110

@@ -2,6 +2,8 @@
 //! `{"error": {"code", "message", "field"?}}` with a 4xx status; a secret
 //! key (`Authorization: Bearer sk_…`) decides the environment of each call.
 
+use std::sync::Arc;
+
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -63,8 +65,9 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
 
 /// A caller authenticated by a secret API key; the key decides the environment.
 pub struct ApiAuth {
-    pub key: ApiKey,
-    pub environment: Environment,
+    /// Shared with the live model: checking a key copies nothing.
+    pub key: Arc<ApiKey>,
+    pub environment: Arc<Environment>,
 }
 
 impl ApiAuth {
@@ -111,8 +114,8 @@ impl ApiAuth {
             .filter(|(key, _)| secret.starts_with(key.scope.prefix()))
             .ok_or(Error::Refused(Refusal::InvalidApiKey))?;
         Ok(ApiAuth {
-            key: ApiKey::clone(key),
-            environment: Environment::clone(environment),
+            key: Arc::clone(key),
+            environment: Arc::clone(environment),
         })
     }
 
@@ -132,7 +135,7 @@ impl ApiAuth {
     /// Staging key never reads or changes Production's rules.
     pub fn own_environment(&self, slug: &str) -> Result<Environment> {
         if self.environment.slug == slug {
-            Ok(self.environment.clone())
+            Ok(Environment::clone(&self.environment))
         } else {
             Err(Error::Refused(Refusal::WrongEnvironment {
                 key_environment: self.environment.slug.to_string(),
