@@ -174,10 +174,23 @@ pub fn record_many(conn: &mut DbConn, actor: &Actor, changes: Vec<Change>) -> Re
         .into_iter()
         .map(|change| change.into_event(actor, at))
         .collect();
-    for chunk in events.chunks(500) {
-        crate::with_backend!(conn, |c| diesel::insert_into(audit_events::table)
-            .values(chunk)
-            .execute(c))?;
+    match conn {
+        // SQLite has no round trip to save: one cached statement a row
+        // costs less than building a statement of 500 rows each time.
+        DbConn::Sqlite(c) => {
+            for event in &events {
+                diesel::insert_into(audit_events::table)
+                    .values(event)
+                    .execute(c)?;
+            }
+        }
+        DbConn::Pg(c) => {
+            for chunk in events.chunks(500) {
+                diesel::insert_into(audit_events::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
     }
     Ok(())
 }

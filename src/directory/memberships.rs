@@ -58,16 +58,19 @@ pub fn add(
 }
 
 pub(crate) fn insert(conn: &mut DbConn, membership: &Membership) -> Result<()> {
-    diesel::insert_into(memberships::table)
+    // On the connection itself, not through the multi-backend layer: its
+    // statement is then prepared once and cached, which a bulk sync of a
+    // thousand rows a request feels.
+    crate::with_backend!(conn, |c| diesel::insert_into(memberships::table)
         .values(membership)
-        .execute(conn)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::duplicate("user_id", "The user is already a member.")
-            } else {
-                e.into()
-            }
-        })?;
+        .execute(c))
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::duplicate("user_id", "The user is already a member.")
+        } else {
+            e.into()
+        }
+    })?;
     announce_to_model(conn, &membership.user_id, &membership.organization_id)
 }
 

@@ -83,10 +83,13 @@ pub fn create(conn: &mut DbConn, actor: &Actor, input: &NewOrganization) -> Resu
 }
 
 pub(crate) fn insert(conn: &mut DbConn, org: &Organization) -> Result<()> {
-    diesel::insert_into(organizations::table)
+    // On the connection itself, not through the multi-backend layer: its
+    // statement is then prepared once and cached, which a bulk sync of a
+    // thousand rows a request feels.
+    crate::with_backend!(conn, |c| diesel::insert_into(organizations::table)
         .values(org)
-        .execute(conn)
-        .map_err(|e| on_unique_violation(e, |_| ("external_id", EXTERNAL_ID_TAKEN)))?;
+        .execute(c))
+    .map_err(|e| on_unique_violation(e, |_| ("external_id", EXTERNAL_ID_TAKEN)))?;
     Ok(())
 }
 

@@ -90,10 +90,13 @@ pub fn create(conn: &mut DbConn, actor: &Actor, input: &NewUser) -> Result<User>
 }
 
 pub(crate) fn insert(conn: &mut DbConn, user: &User) -> Result<()> {
-    diesel::insert_into(users::table)
+    // On the connection itself, not through the multi-backend layer: its
+    // statement is then prepared once and cached, which a bulk sync of a
+    // thousand rows a request feels.
+    crate::with_backend!(conn, |c| diesel::insert_into(users::table)
         .values(user)
-        .execute(conn)
-        .map_err(|e| on_unique_violation(e, user_unique_field))?;
+        .execute(c))
+    .map_err(|e| on_unique_violation(e, user_unique_field))?;
     Ok(())
 }
 
