@@ -68,8 +68,10 @@ pub struct AppState {
     pub rule_sets: web::workos::RuleSets,
     /// What the pool has done: statements, checkouts, waits.
     pub db_stats: Arc<db::Stats>,
-    /// On SQLite, the one thread that runs writes, several to a commit.
+    /// On SQLite, the one thread that runs writes, several to a commit…
     writer: Option<db::group::GroupWriter>,
+    /// …and the one that runs bulk syncs, at a lower CPU priority.
+    bulk_writer: Option<db::group::GroupWriter>,
     pub metrics: Arc<metrics::Metrics>,
 }
 
@@ -95,8 +97,32 @@ impl AppState {
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.write_on(self.writer.as_ref(), f).await
+    }
+
+    /// [`AppState::write`] for a write that may take its time, a bulk sync:
+    /// on SQLite it runs on the writer thread of lower CPU priority, so
+    /// that on a busy machine evaluations come first. (On PostgreSQL the
+    /// work is the database server's, and it runs like any other write.)
+    pub async fn write_in_background<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write_on(self.bulk_writer.as_ref(), f).await
+    }
+
+    async fn write_on<T, F>(
+        self: &Arc<Self>,
+        writer: Option<&db::group::GroupWriter>,
+        f: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let durable = self.config.sqlite_durability == db::Durability::Changes;
-        let (result, revision) = match &self.writer {
+        let (result, revision) = match writer {
             // SQLite: in the writer's next batch, synced after its commit.
             Some(writer) => {
                 writer
@@ -178,13 +204,14 @@ impl Application {
         let db_stats = Arc::new(db::Stats::default());
         let metrics = Arc::new(metrics::Metrics::default());
         let pool = prepare_database_with(&url, config.pool_size, db_stats.clone()).await?;
-        let writer = match url.backend {
-            db::Backend::Sqlite => Some(db::group::GroupWriter::start(
-                url.clone(),
-                db_stats.clone(),
-            )?),
-            db::Backend::Postgres => None,
+        let writer_of = |priority| match url.backend {
+            db::Backend::Sqlite => {
+                db::group::GroupWriter::start(url.clone(), db_stats.clone(), priority).map(Some)
+            }
+            db::Backend::Postgres => Ok(None),
         };
+        let writer = writer_of(db::group::Priority::Normal)?;
+        let bulk_writer = writer_of(db::group::Priority::Background)?;
         let state = actix_web::web::Data::new(AppState {
             pool,
             hasher: admins::hashing::Hasher::new(
@@ -203,6 +230,7 @@ impl Application {
             db_stats,
             metrics,
             writer,
+            bulk_writer,
             config,
         });
         let model = state.model.clone();

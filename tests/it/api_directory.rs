@@ -839,6 +839,54 @@ async fn bulk_users_are_created_updated_and_idempotent(app: TestApp) {
     assert_eq!(r.status, 201, "{:?}", r.body);
 }
 
+/// The nice values of this process's threads with this name (Linux).
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The fields after the command's closing parenthesis; nice is the
+        // 19th field of the line, the 17th of these.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        nice.push(fields[16].parse().unwrap());
+    }
+    nice
+}
+
+/// On SQLite a bulk sync runs on a writer thread of the lowest CPU
+/// priority, so that on a busy machine evaluations come first; the other
+/// writes keep theirs.
+#[actix_web::test]
+async fn sqlite_bulk_syncs_run_at_the_lowest_cpu_priority() {
+    let Some(app) = TestApp::spawn(crate::common::Backend::Sqlite).await else {
+        return;
+    };
+    let api = app.api(Some(&key(&app, "staging")));
+    let r = api
+        .post("/api/v1/users/bulk", bulk_users_body(0..10, "Sync"))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["created"], 10);
+    let bulk = nice_of_threads("flagpole-bulk");
+    assert!(!bulk.is_empty(), "no bulk writer thread");
+    assert!(
+        bulk.iter().all(|&n| n == 19),
+        "bulk writers at nice {bulk:?}"
+    );
+    let writers = nice_of_threads("flagpole-writer");
+    assert!(!writers.is_empty(), "no writer thread");
+    assert!(
+        writers.iter().all(|&n| n == 0),
+        "writers at nice {writers:?}"
+    );
+}
+
 async fn bulk_users_are_all_or_nothing(app: TestApp) {
     let api = app.api(Some(&key(&app, "staging")));
     let r = api

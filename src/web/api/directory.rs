@@ -664,7 +664,7 @@ async fn bulk_users(
         .collect();
     let actor = auth.actor();
     let counts = state
-        .write(move |conn| bulk::upsert_users(conn, &actor, &items))
+        .write_in_background(move |conn| bulk::upsert_users(conn, &actor, &items))
         .await?;
     Ok(HttpResponse::Ok().json(BulkResult::from(counts)))
 }
@@ -698,7 +698,7 @@ async fn bulk_orgs(
         .collect();
     let actor = auth.actor();
     let counts = state
-        .write(move |conn| bulk::upsert_organizations(conn, &actor, &items))
+        .write_in_background(move |conn| bulk::upsert_organizations(conn, &actor, &items))
         .await?;
     Ok(HttpResponse::Ok().json(BulkResult::from(counts)))
 }
