@@ -122,41 +122,45 @@ impl AppState {
         T: Send + 'static,
     {
         let durable = self.config.sqlite_durability == db::Durability::Changes;
-        let (result, revision) = match writer {
+        // What the write leaves to do once it committed: the revision the
+        // model must reach (only a write that recorded a change has one;
+        // the others, a session started, skip the read) and whether it
+        // queued webhook deliveries.
+        let after = move |conn: &mut DbConn| {
+            let revision = changes::take_recorded()
+                .then(|| changes::revision(conn).ok())
+                .flatten();
+            (revision, webhooks::outbox::take_queued())
+        };
+        let (result, (revision, queued)) = match writer {
             // SQLite: in the writer's next batch, synced after its commit.
             Some(writer) => {
                 writer
                     .run(move |conn| {
                         changes::take_recorded();
+                        webhooks::outbox::take_queued();
                         let result = f(conn)?;
-                        let revision = if changes::take_recorded() {
-                            if durable {
-                                db::group::make_batch_durable();
-                            }
-                            changes::revision(conn).ok()
-                        } else {
-                            None
-                        };
-                        Ok((result, revision))
+                        let after = after(conn);
+                        if durable && after.0.is_some() {
+                            db::group::make_batch_durable();
+                        }
+                        Ok((result, after))
                     })
                     .await?
             }
             None => {
                 db::run(&self.pool, move |conn| {
                     changes::take_recorded();
+                    webhooks::outbox::take_queued();
                     let result = f(conn)?;
-                    // Only a write that recorded a change has a revision to
-                    // wait for; the others (a session started, a key used)
-                    // skip the read.
-                    let revision = changes::take_recorded()
-                        .then(|| changes::revision(conn).ok())
-                        .flatten();
-                    Ok((result, revision))
+                    Ok((result, after(conn)))
                 })
                 .await?
             }
         };
-        self.webhook_wakeup.notify_one();
+        if queued {
+            self.webhook_wakeup.notify_one();
+        }
         if let Some(revision) = revision {
             if revision > self.model.revision() {
                 self.model.wake();

@@ -92,6 +92,19 @@ struct Envelope<'a> {
     context: Value,
 }
 
+thread_local! {
+    /// Whether this thread queued a delivery since [`take_queued`].
+    static QUEUED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the work run on this thread since the last call queued a
+/// delivery (for the webhook worker to send); resets the mark. A write that
+/// queued nothing (a session started) does not wake the worker, which would
+/// only look for deliveries there are none of.
+pub fn take_queued() -> bool {
+    QUEUED.with(|q| q.replace(false))
+}
+
 /// Queues `event` for `subscribers`: per environment, the `data` that
 /// `data_in` gives (environments it gives none for are skipped), with a
 /// context of the environment, its client id, the actor and `context`.
@@ -152,6 +165,9 @@ pub fn queue(
                 updated_at: at,
             });
         }
+    }
+    if !deliveries.is_empty() {
+        QUEUED.with(|q| q.set(true));
     }
     for chunk in deliveries.chunks(500) {
         crate::with_backend!(conn, |c| diesel::insert_into(webhook_deliveries::table)
