@@ -115,11 +115,7 @@ pub fn active_key(
     environment_id: &EnvironmentId,
     usage: KeyUsage,
 ) -> Result<SigningKey> {
-    let now = Timestamp::now();
-    match unretired(conn, environment_id, usage, now)?
-        .into_iter()
-        .find(|k| k.signs_at(now))
-    {
+    match current_key(conn, environment_id, usage)? {
         Some(key) => Ok(key),
         None => {
             let algorithm = match usage {
@@ -130,6 +126,57 @@ pub fn active_key(
             insert_new_key(conn, sealer, environment_id, usage, generated, None)
         }
     }
+}
+
+/// The key an environment signs `usage` tokens with now, if it has one:
+/// [`active_key`] without the write, for the readers that only show or
+/// publish keys.
+pub fn current_key(
+    conn: &mut DbConn,
+    environment_id: &EnvironmentId,
+    usage: KeyUsage,
+) -> Result<Option<SigningKey>> {
+    let now = Timestamp::now();
+    Ok(unretired(conn, environment_id, usage, now)?
+        .into_iter()
+        .find(|k| k.signs_at(now)))
+}
+
+/// Whether every one of `environments` has a key signing each usage now.
+pub fn all_keys_present(conn: &mut DbConn, environments: &[EnvironmentId]) -> Result<bool> {
+    for env in environments {
+        for &usage in KeyUsage::ALL {
+            if current_key(conn, env, usage)?.is_none() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Makes sure each of `environments` has a key signing each usage: a read
+/// when they all have (the usual case, so the public key set of an
+/// unauthenticated endpoint never queues behind the writes), and one write
+/// creating the missing ones when not.
+pub async fn ensure_keys(
+    state: &std::sync::Arc<crate::AppState>,
+    environments: Vec<EnvironmentId>,
+) -> Result<()> {
+    let ids = environments.clone();
+    if state.read(move |conn| all_keys_present(conn, &ids)).await? {
+        return Ok(());
+    }
+    let st = state.clone();
+    state
+        .write(move |conn| {
+            for env in &environments {
+                for &usage in KeyUsage::ALL {
+                    active_key(conn, &st.sealer, env, usage)?;
+                }
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// A key waiting to take over: published already, signing from `signs_from`.

@@ -477,20 +477,16 @@ pub(crate) async fn key_set(
     environment_id: Option<EnvironmentId>,
     usage: Option<KeyUsage>,
 ) -> Result<HttpResponse> {
-    let st = state.clone();
+    let snapshot = state.model();
+    let publishing: Vec<EnvironmentId> = snapshot
+        .environments()
+        .into_iter()
+        .map(|env| env.id.clone())
+        .filter(|id| environment_id.as_ref().is_none_or(|wanted| wanted == id))
+        .collect();
+    signing::ensure_keys(state, publishing).await?;
     let keys = state
-        .write(move |conn| {
-            for env in environments::list(conn)? {
-                if environment_id.as_ref().is_none_or(|id| *id == env.id) {
-                    for &each in KeyUsage::ALL {
-                        if usage.is_none_or(|u| u == each) {
-                            signing::active_key(conn, &st.sealer, &env.id, each)?;
-                        }
-                    }
-                }
-            }
-            signing::published_keys(conn, environment_id.as_ref(), usage)
-        })
+        .read(move |conn| signing::published_keys(conn, environment_id.as_ref(), usage))
         .await?;
     let keys = keys
         .iter()

@@ -119,13 +119,21 @@ struct EnvironmentsView {
 async fn render_environments(ctx: &Ctx, view: EnvironmentsView) -> Result<HttpResponse> {
     let state = ctx.state.clone();
     let envs = ctx.environments.clone();
+    signing::ensure_keys(&ctx.state, envs.iter().map(|env| env.id.clone()).collect()).await?;
     let details = ctx
         .state
         .read(move |conn| {
             let mut out = Vec::with_capacity(envs.len());
             for env in envs {
-                let key = signing::active_key(conn, &state.sealer, &env.id, KeyUsage::Tokens)?;
-                let workos = signing::active_key(conn, &state.sealer, &env.id, KeyUsage::Workos)?;
+                let current = |conn: &mut crate::DbConn, usage| {
+                    signing::current_key(conn, &env.id, usage)?.ok_or_else(|| {
+                        Error::internal(anyhow::anyhow!(
+                            "no {usage:?} signing key after creating it"
+                        ))
+                    })
+                };
+                let key = current(conn, KeyUsage::Tokens)?;
+                let workos = current(conn, KeyUsage::Workos)?;
                 let mut pending = Vec::new();
                 for &usage in KeyUsage::ALL {
                     if let Some(next) = signing::pending_key(conn, &env.id, usage)? {
