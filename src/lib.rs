@@ -121,6 +121,9 @@ impl AppState {
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.db_stats
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let durable = self.config.sqlite_durability == db::Durability::Changes;
         // What the write leaves to do once it committed: the revision the
         // model must reach (only a write that recorded a change has one;

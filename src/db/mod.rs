@@ -101,6 +101,8 @@ pub struct Stats {
     pub checkout_wait_micros: AtomicU64,
     /// Checkouts that gave up waiting.
     pub timeouts: AtomicU64,
+    /// Writes run through `AppState::write` (or its background lane).
+    pub writes: AtomicU64,
 }
 
 /// Counts the statements of one connection into [`Stats`].

@@ -882,7 +882,49 @@ async fn concurrent_sessions_and_refreshes_all_succeed(app: TestApp) {
     }
 }
 
+/// The public key sets are read, not written: once every environment has
+/// its keys, fetching them (anonymously, as often as anyone likes) runs no
+/// write, so a flood of them never queues behind, or in front of, changes.
+async fn publishing_the_keys_runs_no_write(app: TestApp) {
+    let anonymous = app.api(None);
+    // The first fetch may create the keys.
+    let first = anonymous.get("/.well-known/jwks.json").await;
+    assert_eq!(first.status, 200);
+    let writes = || {
+        app.state
+            .db_stats
+            .writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = writes();
+    let client_id = flagpole::environments::by_slug(&mut app.conn(), "production")
+        .unwrap()
+        .client_id
+        .to_string();
+    for _ in 0..20 {
+        let r = anonymous.get("/.well-known/jwks.json").await;
+        assert_eq!(r.body, first.body);
+        let r = anonymous.get(&format!("/sso/jwks/{client_id}")).await;
+        assert_eq!(r.status, 200);
+        assert!(!r.body["keys"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(writes(), before, "a key set fetch ran a write");
+    // The counter does count writes: a rule change is one.
+    let key = crate::support::api_key(&app, "production", "writes");
+    let before = writes();
+    let r = app
+        .api(Some(&key))
+        .post(
+            "/api/v1/feature-flags",
+            json!({"name": "Counted", "slug": "counted"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert!(writes() > before);
+}
+
 on_both_backends!(
+    publishing_the_keys_runs_no_write,
     concurrent_sessions_and_refreshes_all_succeed,
     a_session_token_carries_the_flags_on_for_the_user_in_the_organization,
     a_token_of_one_environment_fails_another_environments_audience,
