@@ -136,10 +136,7 @@ pub fn current_key(
     environment_id: &EnvironmentId,
     usage: KeyUsage,
 ) -> Result<Option<SigningKey>> {
-    let now = Timestamp::now();
-    Ok(unretired(conn, environment_id, usage, now)?
-        .into_iter()
-        .find(|k| k.signs_at(now)))
+    newest_unretired(conn, environment_id, usage, SigningKey::signs_at)
 }
 
 /// Whether every one of `environments` has a key signing each usage now.
@@ -185,10 +182,23 @@ pub fn pending_key(
     environment_id: &EnvironmentId,
     usage: KeyUsage,
 ) -> Result<Option<SigningKey>> {
+    newest_unretired(conn, environment_id, usage, |key, now| {
+        key.signs_from.is_some_and(|from| from > now)
+    })
+}
+
+/// The newest key of an environment and usage, not retired yet, that
+/// `pick` chooses as of now.
+fn newest_unretired(
+    conn: &mut DbConn,
+    environment_id: &EnvironmentId,
+    usage: KeyUsage,
+    pick: impl Fn(&SigningKey, Timestamp) -> bool,
+) -> Result<Option<SigningKey>> {
     let now = Timestamp::now();
     Ok(unretired(conn, environment_id, usage, now)?
         .into_iter()
-        .find(|k| k.signs_from.is_some_and(|from| from > now)))
+        .find(|key| pick(key, now)))
 }
 
 /// What a rotation did: the new key of each usage and when they sign.
